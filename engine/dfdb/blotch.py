@@ -1,0 +1,109 @@
+"""The blotch layer: where S may live, how it moves with the flow, and how its support is repaired.
+
+A blotch is impulsive in time: present in one frame, absent at the motion-compensated
+position in every neighbour. S is therefore only allowed on pixels that differ, after the
+flicker correction, from *every* valid neighbour by more than a threshold and with the same
+sign. This support constraint keeps the problem convex (it restricts S to a subspace), keeps
+edges of moving objects — which differ from some neighbours but not all, or not with one
+sign — out of the repair, and makes the blotch layer small enough to warp inside the solver.
+
+After the solve, the L1 estimate of S is shrunk; it is *debiased* by replacing each pixel of
+the (slightly dilated) support with the motion-compensated average of its valid, unblotched
+neighbours, or by a spatial fill where no neighbour is valid.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Allowed support of S, (T, 1, H, W) bool.
+
+    x0: (T, 1, H, W) flicker-corrected luma; x0_nb: (T, J, 1, H, W) its neighbours warped onto
+    frame t (each corrected with its own fields); valid_nb: (T, J, 1, H, W) bool. A pixel
+    qualifies when at least two neighbours are valid and it is brighter (or darker) than all
+    of them by more than ``threshold``.
+    """
+    d = x0.unsqueeze(1) - x0_nb
+    n_valid = valid_nb.sum(1)
+    above = torch.where(valid_nb, d > threshold, torch.ones_like(valid_nb)).all(1)
+    below = torch.where(valid_nb, d < -threshold, torch.ones_like(valid_nb)).all(1)
+    return (above | below) & (n_valid >= 2)
+
+
+def warp_map(
+    support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sparse operator S ↦ Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) for S on ``support``.
+
+    support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px from t to t + k; weights: (T, J, 1,
+    H, W); nb: (T, J) long. Returns (s_index, rows, cols, vals): S's flat indices into
+    (T, H, W), and the triplets "pixel ``rows`` gets ``vals``·s[``cols``]" of the bilinear warp.
+    """
+    t, j, h, w, _ = flows.shape
+    dev = flows.device
+    s_index = support.reshape(-1).nonzero().squeeze(1)
+    lookup = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
+    lookup[s_index] = torch.arange(s_index.numel(), device=dev)
+    rows_all, cols_all, vals_all = [], [], []
+    if s_index.numel():
+        ys, xs = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
+        pix = torch.arange(t * h * w, device=dev).view(t, h, w)
+        for k in range(j):
+            px = (xs + flows[:, k, ..., 0]).clamp(0, w - 1)
+            py = (ys + flows[:, k, ..., 1]).clamp(0, h - 1)
+            x0, y0 = px.floor().long(), py.floor().long()
+            fx, fy = px - x0, py - y0
+            base = nb[:, k].view(t, 1, 1) * (h * w)
+            wk = weights[:, k, 0]
+            for dy, dx, bw in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+                src = base + (y0 + dy).clamp(max=h - 1) * w + (x0 + dx).clamp(max=w - 1)
+                col = lookup[src]
+                val = wk * bw
+                keep = (col >= 0) & (val > 0)
+                rows_all.append(pix[keep])
+                cols_all.append(col[keep])
+                vals_all.append(val[keep])
+    cat = lambda xs, dt: torch.cat(xs) if xs else torch.zeros(0, dtype=dt, device=dev)  # noqa: E731
+    return s_index, cat(rows_all, torch.long), cat(cols_all, torch.long), cat(vals_all, weights.dtype)
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of (N, 1, H, W) bool by a (2·radius+1)² square: covers the soft rim."""
+    if radius <= 0:
+        return mask
+    return F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0.5
+
+
+def sample_points(frames: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of frames (T, C, H, W) at points (t, x, y), each (n,) → (n, C)."""
+    _, c, h, w = frames.shape
+    x = x.clamp(0, w - 1)
+    y = y.clamp(0, h - 1)
+    x0, y0 = x.floor().long(), y.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
+    at = lambda yy, xx: frames[t, :, yy, xx]  # noqa: E731
+    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x1) * fx * (1 - fy)
+            + at(y1, x0) * (1 - fx) * fy + at(y1, x1) * fx * fy)
+
+
+def spatial_fill(image: torch.Tensor, hole: torch.Tensor, max_sigma: int = 32) -> torch.Tensor:
+    """Fill ``hole`` (1, 1, H, W) bool in image (1, C, H, W) by normalised convolution.
+
+    The hole is filled from the surrounding valid pixels with box averages of growing size
+    until every hole pixel has support; used where no temporal neighbour can be trusted.
+    """
+    known = (~hole).float()
+    out = image.clone()
+    size = 3
+    todo = hole.clone()
+    while todo.any() and size <= 2 * max_sigma + 1:
+        num = F.avg_pool2d(image * known, size, stride=1, padding=size // 2, count_include_pad=False)
+        den = F.avg_pool2d(known, size, stride=1, padding=size // 2, count_include_pad=False)
+        ok = todo & (den > 1e-3)
+        out = torch.where(ok, num / den.clamp(min=1e-3), out)
+        todo = todo & ~ok
+        size = size * 2 + 1
+    return out

@@ -1,0 +1,108 @@
+"""Motion between frames: flicker-invariant features, DIS optical flow, validity masks, warps.
+
+Flow is the weakest link of the method (blotches and flicker both break brightness
+constancy), so it is computed on a feature that neither changes: luma normalised by its local
+mean and contrast. Flow from frame t to t+k is a field ``u`` (H, W, 2) in pixels, (dx, dy),
+such that frame_t(x) ≈ frame_{t+k}(x + u(x)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """Rec.709 luma of (..., H, W, C) float32 in [0, 1]; 1-channel images pass through."""
+    if image.shape[-1] == 1:
+        return image[..., 0]
+    return image[..., 0] * 0.2126 + image[..., 1] * 0.7152 + image[..., 2] * 0.0722
+
+
+def flicker_invariant(y: np.ndarray, sigma: float = 6.0) -> np.ndarray:
+    """Locally contrast-normalised luma as uint8 (H, W): invariant to smooth gain and offset.
+
+    (y − local mean) / local std, with the mean and std taken over a Gaussian of ``sigma`` px,
+    mapped to 8 bits around 128. A gain/offset field that is smooth on the scale of sigma
+    cancels out, so the flow sees the same picture in a dark and in a bright frame.
+    """
+    y = y.astype(np.float32, copy=False)
+    mean = cv2.GaussianBlur(y, (0, 0), sigma)
+    centred = y - mean
+    std = np.sqrt(cv2.GaussianBlur(centred * centred, (0, 0), sigma)) + 0.01
+    return np.clip(centred / std * 40.0 + 128.0, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class FlowEstimator:
+    """DIS optical flow at a fraction of the resolution (flow is smooth; cost falls as scale²)."""
+
+    preset: str = "fast"
+    scale: float = 0.5
+
+    def __post_init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Flow (H, W, 2) float32 from feature image ``a`` to ``b`` (both uint8, H×W)."""
+        h, w = a.shape
+        if self.scale < 1.0:
+            size = (max(8, round(w * self.scale)), max(8, round(h * self.scale)))
+            a_s = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+            b_s = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+            flow = self._dis.calc(a_s, b_s, None)
+            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+            flow[..., 0] *= w / size[0]
+            flow[..., 1] *= h / size[1]
+            return flow
+        return self._dis.calc(a, b, None)
+
+
+def sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """image (H, W[, C]) sampled at x + flow(x), bilinear, border replicated (numpy/OpenCV)."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = 0.75) -> np.ndarray:
+    """Validity mask (H, W) bool of the forward flow t→t+k by forward–backward consistency.
+
+    A pixel is valid when following the forward flow and then the backward flow returns within
+    ``tol + 5 %`` of the displacement of where it started, and lands inside the frame.
+    Occluded and dis-occluded pixels and flow failures fail this test.
+    """
+    h, w = forward.shape[:2]
+    round_trip = forward + sample(backward, forward)
+    err = np.sqrt((round_trip**2).sum(-1))
+    mag = np.sqrt((forward**2).sum(-1))
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    tx, ty = gx + forward[..., 0], gy + forward[..., 1]
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return (err <= tol + 0.05 * mag) & inside
+
+
+def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Bilinear warp in torch: frames (N, C, H, W) sampled at x + flow, flow (N, H, W, 2) px.
+
+    Differentiable in ``frames``; autograd provides the adjoint (splatting) of the warp.
+    """
+    n, _, h, w = frames.shape
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=flow.device, dtype=flow.dtype),
+        torch.arange(w, device=flow.device, dtype=flow.dtype),
+        indexing="ij",
+    )
+    gx = (xs + flow[..., 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[..., 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=True)

@@ -1,0 +1,54 @@
+"""The degradation model and its inverse (DESIGN.md §3–4).
+
+Observation:   Y_t = A_t ⊙ X_t + B_t + S_t + N_t
+Restoration:   X̂_t = g_t ⊙ (Y_t − μ) + μ + h_t − S_t      (μ = 0.5, see PIVOT)
+
+The correction fields g_t, h_t are spatially smooth: they live on a coarse grid of Gy×Gx
+control points and are upsampled bilinearly (control points on the frame's corners and evenly
+in between; 1×1 is a global correction). Everything here is linear in (g, h, S), which keeps
+the objective convex.
+
+Shapes: fields on the grid are (T, K, Gy, Gx); planes are (T, K, H, W) with K = 1 (luma, gain
+shared by the colour channels) or K = C (per-channel correction). Intensities in [0, 1].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def upsample(field: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Grid field (T, K, Gy, Gx) → dense field (T, K, H, W) by bilinear interpolation."""
+    if field.shape[-2:] == (1, 1):
+        return field.expand(*field.shape[:2], *size)
+    return F.interpolate(field, size=size, mode="bilinear", align_corners=True)
+
+
+def node_area(grid: tuple[int, int], size: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
+    """Fraction of the frame each control point's basis function covers, (Gy, Gx), sums to 1.
+
+    a_j = mean_x φ_j(x). It sets the per-node curvature of the data term, hence the step sizes.
+    """
+    eye = torch.eye(grid[0] * grid[1], device=device).view(-1, 1, *grid)
+    return upsample(eye, size).mean(dim=(-2, -1)).view(grid)
+
+
+#: Intensity the gain pivots around: X̂ = g ⊙ (Y − μ) + μ + h. Centring the gain on mid-grey
+#: makes g and h nearly orthogonal (a gain change no longer shifts the mean), which the
+#: first-order solver needs; it is the same family of corrections as g ⊙ Y + h′ with
+#: h′ = h + μ(1 − g).
+PIVOT = 0.5
+
+
+def restore(y: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """X̂ = g ⊙ (Y − μ) + μ + h, dense fields broadcast over the channels of ``y`` (blotches aside)."""
+    return gain * (y - PIVOT) + (offset + PIVOT)
+
+
+def grid_edges(grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index pairs (i, j) of horizontally and vertically adjacent control points (flat indices)."""
+    gy, gx = grid
+    idx = torch.arange(gy * gx).view(gy, gx)
+    a = torch.cat([idx[:, :-1].reshape(-1), idx[:-1, :].reshape(-1)])
+    b = torch.cat([idx[:, 1:].reshape(-1), idx[1:, :].reshape(-1)])
+    return a, b

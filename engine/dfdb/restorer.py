@@ -1,0 +1,385 @@
+"""The in-memory engine: frames in, restored frames out, streamed in overlapping chunks.
+
+A clip is cut into shots (never linked across a cut) and each shot into chunks of
+``params.chunk`` output frames. Each chunk is solved with ``margin`` extra context frames on
+both sides (results for the context are discarded), so the result hardly depends on where the
+chunk boundaries fall and memory is bounded by the chunk, not the clip. Flows are cached
+between chunks so that every pair of frames is matched once.
+
+Per chunk: flow to the neighbours → warped neighbour planes and temporal weights →
+FISTA on (g, h) alone (robust Huber data term) → noise level and the allowed blotch support →
+FISTA on (g, h, S) → debiased blotch repair → restored frames.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from . import blotch
+from .cuts import is_cut, thumbnail
+from .errors import Cancelled, InputError
+from .flow import FlowEstimator, consistent, flicker_invariant, luma, warp
+from .frames import RestoredFrame
+from .model import restore, upsample
+from .objective import Problem, Weights, residual
+from .params import Params
+from .solver import Schedule, Variables, autotune, fista
+
+#: Weight of the neighbours at distance |k| = 1, 2, ... for each radius r (normalised later).
+NEIGHBOUR_WEIGHTS = {1: (1.0,), 2: (0.7, 0.3), 3: (0.5, 0.3, 0.2), 4: (0.4, 0.3, 0.2, 0.1)}
+#: Blotch threshold λ_S in units of the residual's noise level σ, and its floor (intensity).
+BLOTCH_SIGMAS = 4.0
+BLOTCH_FLOOR = 4.0 / 255.0
+#: A pixel is a blotch candidate when it differs from every neighbour by this fraction of λ_S.
+CANDIDATE_FRACTION = 0.6
+#: Huber threshold of the first, S-free pass (intensity units).
+FIRST_PASS_DELTA = 0.04
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA if present, else MPS, else CPU; a named device that is absent falls back to CPU."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if name in ("auto", "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def as_float(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8/uint16/float → float32 in [0, 1]; checks the shape."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise InputError(f"a frame must be (H, W, C) with C in 1, 3, 4; got shape {tuple(image.shape)}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+@dataclass
+class _Frame:
+    index: int
+    key: Hashable
+    image: np.ndarray  # (H, W, C) float32
+    feature: np.ndarray  # (H, W) uint8, flicker-invariant
+    thumb: np.ndarray
+    shot: int = 0
+    cut: bool = False
+
+
+def _frame(index: int, key: Hashable, image: np.ndarray) -> _Frame:
+    image = as_float(image)
+    feature = flicker_invariant(luma(image[..., :3]))
+    return _Frame(index, key, image, feature, thumbnail(feature))
+
+
+def offsets(radius: int) -> list[int]:
+    """Temporal offsets k of the neighbours, −r…−1, 1…r (the J axis of the problem)."""
+    return [k for k in range(-radius, radius + 1) if k]
+
+
+def temporal_weights(valid: torch.Tensor, radius: int) -> torch.Tensor:
+    """w_{t,k}(x) (T, J, 1, H, W) from neighbour validity (T, J, 1, H, W) bool.
+
+    Symmetric pairs (−k, +k) that are both valid share the weight of distance |k|; the weights
+    are renormalised over the valid pairs so Σ_k w = 1 and a linear ramp has zero residual.
+    Where no pair is valid (a shot's first frames, one-sided occlusion) the valid neighbours
+    of one side are used instead.
+    """
+    ks = offsets(radius)
+    beta = torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in ks], dtype=torch.float32, device=valid.device)
+    beta = beta.view(1, -1, 1, 1, 1)
+    mirror = [ks.index(-k) for k in ks]
+    v = valid.float()
+    pair = v * v[:, mirror]
+    wp, ws = beta * pair, beta * v
+    sp, ss = wp.sum(1, keepdim=True), ws.sum(1, keepdim=True)
+    return torch.where(sp > 0, wp / sp.clamp(min=1e-12), torch.where(ss > 0, ws / ss.clamp(min=1e-12), torch.zeros_like(ws)))
+
+
+def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tensor:
+    """(T, T) box average over ±half_width frames, truncated at the ends, rows sum to 1."""
+    i = torch.arange(t, device=device)
+    b = ((i[:, None] - i[None, :]).abs() <= half_width).float()
+    return b / b.sum(1, keepdim=True)
+
+
+def noise_level(r: torch.Tensor, valid: torch.Tensor) -> float:
+    """Robust σ of the residual (MAD × 1.4826) over valid pixels, from a fixed subsample."""
+    vals = r.mean(1, keepdim=True)[valid > 0]
+    if vals.numel() == 0:
+        return 0.0
+    step = max(1, vals.numel() // 200_000)
+    return float(vals[::step].abs().median()) * 1.4826
+
+
+class Restorer:
+    """Restores frames in memory; the file pipeline (:func:`dfdb.restore`) and the server use it."""
+
+    def __init__(self, params: Params | None = None, **overrides: Any) -> None:
+        if params is None:
+            params = Params.from_preset(overrides.pop("preset", "balanced"), **overrides)
+        elif overrides:
+            params = params.replace(**overrides)
+        self.params = params
+        self.device = resolve_device(params.device)
+        self._flow = FlowEstimator(params.flow_preset, params.flow_scale)
+        self._flows: dict[tuple[Hashable, Hashable], tuple[np.ndarray, np.ndarray]] = {}
+        self._schedule: Schedule | None = None
+
+    @property
+    def margin(self) -> int:
+        """Context frames solved on each side of a chunk and discarded."""
+        return 2 * self.params.radius + 2
+
+    # ---------------------------------------------------------------- public API
+    def process(
+        self,
+        frames: Iterable[np.ndarray] | np.ndarray,
+        progress: Callable[[int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[RestoredFrame]:
+        """Restore a stream of (H, W, C) frames; yields one RestoredFrame per frame, in order."""
+        chunk, margin = self.params.chunk, self.margin
+        buffer: list[_Frame] = []
+        shot, shot_start, next_core, done = 0, 0, 0, 0
+        self._flows.clear()
+
+        def emit(end: int) -> Iterator[RestoredFrame]:
+            nonlocal next_core, done, buffer
+            while next_core < end:
+                core_end = min(next_core + chunk, end)
+                lo, hi = max(shot_start, next_core - margin), min(end, core_end + margin)
+                ctx = [f for f in buffer if lo <= f.index < hi]
+                if cancel is not None and cancel():
+                    raise Cancelled("restoration cancelled")
+                for out in self._solve(ctx, range(next_core - lo, core_end - lo)):
+                    done += 1
+                    yield out
+                    if progress is not None:
+                        progress(done)
+                next_core = core_end
+                keep_from = next_core - margin
+                buffer = [f for f in buffer if f.index >= keep_from]
+                self._flows = {k: v for k, v in self._flows.items() if min(k) >= keep_from}
+
+        last: _Frame | None = None
+        for i, image in enumerate(frames):
+            f = _frame(i, i, image)
+            if last is not None and (f.image.shape != last.image.shape):
+                raise InputError(f"frame {i} has shape {f.image.shape}, the clip started with {last.image.shape}")
+            if last is not None and is_cut(last.thumb, f.thumb):
+                yield from emit(i)
+                shot, shot_start, next_core = shot + 1, i, i
+                buffer = []
+                f.cut = True
+            f.shot = shot
+            buffer.append(f)
+            last = f
+            if i + 1 >= next_core + chunk + margin:
+                yield from emit(next_core + chunk)
+        if last is not None:
+            yield from emit(last.index + 1)
+
+    def restore_window(self, frames: np.ndarray | Sequence[np.ndarray], target: int,
+                       keys: Sequence[Hashable] | None = None) -> RestoredFrame:
+        """Restore frame ``target`` of a short window (T, H, W, C), e.g. t−r…t+r.
+
+        Frames on the other side of a cut from the target are ignored. ``keys`` (one hashable
+        per frame, e.g. frame times) let flows be reused across calls on overlapping windows.
+        """
+        if not 0 <= target < len(frames):
+            raise InputError(f"target {target} is outside the window of {len(frames)} frames")
+        keys = list(keys) if keys is not None else [("w", i) for i in range(len(frames))]
+        ctx = [_frame(i, keys[i], im) for i, im in enumerate(frames)]
+        lo, hi = target, target + 1
+        while lo > 0 and not is_cut(ctx[lo - 1].thumb, ctx[lo].thumb):
+            lo -= 1
+        while hi < len(ctx) and not is_cut(ctx[hi - 1].thumb, ctx[hi].thumb):
+            hi += 1
+        out = self._solve(ctx[lo:hi], range(target - lo, target - lo + 1))
+        if len(self._flows) > 64:
+            live = set(keys)
+            self._flows = {k: v for k, v in self._flows.items() if k[0] in live and k[1] in live}
+        return out[0]
+
+    # ---------------------------------------------------------------- one chunk
+    def _pair_flow(self, a: _Frame, b: _Frame) -> tuple[np.ndarray, np.ndarray]:
+        """Flow a→b and its validity, from the cache or computed with its reverse."""
+        key = (a.key, b.key)
+        if key not in self._flows:
+            fwd = self._flow(a.feature, b.feature)
+            bwd = self._flow(b.feature, a.feature)
+            self._flows[key] = (fwd, consistent(fwd, bwd))
+            self._flows[(b.key, a.key)] = (bwd, consistent(bwd, fwd))
+        return self._flows[key]
+
+    def _neighbours(self, ctx: list[_Frame], features: list[np.ndarray] | None = None):
+        """Flows (T, J, H, W, 2), validity (T, J, 1, H, W) bool and indices nb (T, J)."""
+        t, (h, w) = len(ctx), ctx[0].image.shape[:2]
+        ks = offsets(self.params.radius)
+        flows = np.zeros((t, len(ks), h, w, 2), np.float32)
+        valid = np.zeros((t, len(ks), 1, h, w), bool)
+        nb = np.zeros((t, len(ks)), np.int64)
+        dis = FlowEstimator(self.params.flow_preset, self.params.flow_scale) if features is not None else None
+        for i in range(t):
+            for j, k in enumerate(ks):
+                if not 0 <= i + k < t:
+                    nb[i, j] = i
+                    continue
+                nb[i, j] = i + k
+                if not self.params.motion:
+                    valid[i, j, 0] = True
+                elif features is None:
+                    flows[i, j], valid[i, j, 0] = self._pair_flow(ctx[i], ctx[i + k])
+                else:
+                    fwd, bwd = dis(features[i], features[i + k]), dis(features[i + k], features[i])
+                    flows[i, j], valid[i, j, 0] = fwd, consistent(fwd, bwd)
+        dev = self.device
+        return torch.from_numpy(flows).to(dev), torch.from_numpy(valid).to(dev), torch.from_numpy(nb).to(dev)
+
+    def _planes(self, colour: torch.Tensor) -> torch.Tensor:
+        """(T, K, H, W) planes the corrections act on: luma, or every colour channel."""
+        if self.params.per_channel or colour.shape[1] == 1:
+            return colour
+        wts = torch.tensor([0.2126, 0.7152, 0.0722], device=colour.device).view(1, 3, 1, 1)
+        return (colour * wts).sum(1, keepdim=True)
+
+    def _solve(self, ctx: list[_Frame], core: range, features: list[np.ndarray] | None = None) -> list[RestoredFrame]:
+        p = self.params
+        dev = self.device
+        images = torch.from_numpy(np.stack([f.image for f in ctx])).to(dev)  # (T, H, W, C)
+        colour = images[..., :3].permute(0, 3, 1, 2).contiguous()  # (T, 3|1, H, W)
+        y = self._planes(colour)
+        t, k_planes, h, w = y.shape
+        flows, valid, nb = self._neighbours(ctx, features)
+        j = nb.shape[1]
+        y_nb = warp(y.index_select(0, nb.reshape(-1)), flows.reshape(t * j, h, w, 2)).view(t, j, k_planes, h, w)
+        weights = temporal_weights(valid, p.radius)
+        if not p.flicker:
+            return self._finish(ctx, core, colour, images, None, None, torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev), flows, valid, nb, features)
+        empty = torch.zeros(0, dtype=torch.long, device=dev)
+        problem = Problem(
+            y=y, y_nb=y_nb, w=weights, nb=nb, valid=(weights.sum(1) > 0).float(),
+            s_index=empty, s_rows=empty, s_cols=empty, s_vals=y.new_zeros(0),
+            smoother=moving_average(t, p.radius + 1, dev), grid=p.grid,
+            weights=Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=p.lambda_p * 0.05,
+                            delta=FIRST_PASS_DELTA),
+        )
+        with torch.no_grad():
+            first = fista(problem, Schedule.default(max(2, p.iterations // 2)).to(dev))
+            sigma = noise_level(residual(first.g, first.h, first.s, problem), problem.valid)
+        lam_s = max(BLOTCH_SIGMAS * sigma, BLOTCH_FLOOR) / p.sensitivity
+        problem.weights = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
+        support = torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev)
+        if p.blotches:
+            with torch.no_grad():
+                gain, offset = upsample(first.g, (h, w)), upsample(first.h, (h, w))
+                x0 = restore(y, gain, offset).mean(1, keepdim=True)
+                x0_nb = torch.stack([restore(y_nb[:, i], gain[nb[:, i]], offset[nb[:, i]]).mean(1, keepdim=True) for i in range(j)], 1)
+                present = (nb != torch.arange(t, device=dev)[:, None]).view(t, j, 1, 1, 1)
+                support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s)
+            problem = problem.with_support(*blotch.warp_map(support, flows, weights, nb))
+        schedule = self._schedule_for(problem)
+        with torch.no_grad():
+            start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
+            v = fista(problem, schedule, start)
+            s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
+        repaired = blotch.dilate(s_plane != 0, 1) if p.blotches else support
+        return self._finish(ctx, core, colour, images, v.g, v.h, repaired, flows, valid, nb, features)
+
+    def _schedule_for(self, problem: Problem) -> Schedule:
+        """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""
+        if not self.params.autotune:
+            return Schedule.default(self.params.iterations).to(self.device)
+        if self._schedule is None:
+            self._schedule = autotune(problem, self.params.iterations)
+        return self._schedule
+
+    def _finish(self, ctx, core, colour, images, g, h, repaired, flows, valid, nb, features) -> list[RestoredFrame]:
+        """Apply the corrections, debias the blotch support, and package the core frames."""
+        p = self.params
+        t, _, hh, ww = colour.shape
+        if g is None:
+            gain = torch.ones(t, 1, hh, ww, device=colour.device)
+            offset = torch.zeros_like(gain)
+        else:
+            gain, offset = upsample(g, (hh, ww)), upsample(h, (hh, ww))
+        corrected = restore(colour, gain, offset)
+        cidx = torch.tensor(list(core), device=colour.device)
+        corrected = self._repair(corrected, colour, gain, offset, repaired, flows, valid, nb, cidx)
+        if p.second_pass and features is None and g is not None:
+            restored_luma = self._planes(corrected).mean(1).clamp(0, 1).cpu().numpy()
+            return self._solve(ctx, core, [flicker_invariant(x) for x in restored_luma])
+        out = []
+        for i in core:
+            f = ctx[i]
+            img = corrected[i].clamp(0, 1).permute(1, 2, 0)
+            img = f.image[..., : img.shape[-1]] + p.strength * (img.cpu().numpy() - f.image[..., : img.shape[-1]])
+            if f.image.shape[-1] == 4:
+                img = np.concatenate([img, f.image[..., 3:]], axis=-1)
+            mask = repaired[i, 0].float().cpu().numpy()
+            gmap, omap = gain[i].mean(0).cpu().numpy(), offset[i].mean(0).cpu().numpy()
+            out.append(RestoredFrame(f.index, np.ascontiguousarray(img, dtype=np.float32), mask, gmap, omap,
+                                     _stats(f, mask, gmap, omap)))
+        return out
+
+    def _repair(self, corrected, colour, gain, offset, repaired, flows, valid, nb, frames: torch.Tensor) -> torch.Tensor:
+        """Replace blotch-support pixels of ``frames`` by the motion-compensated neighbours' average.
+
+        Neighbour k contributes where its flow is valid and its own pixel is not repaired;
+        pixels no neighbour can fill get a spatial fill. Shapes as in :meth:`_solve`.
+        """
+        sel = torch.zeros_like(repaired)
+        sel[frames] = repaired[frames]
+        pts = sel.nonzero()
+        if pts.numel() == 0:
+            return corrected
+        ti, yi, xi = pts[:, 0], pts[:, 2], pts[:, 3]
+        ks = offsets(self.params.radius)
+        beta = NEIGHBOUR_WEIGHTS[self.params.radius]
+        num = corrected.new_zeros(len(ti), corrected.shape[1])
+        den = corrected.new_zeros(len(ti), 1)
+        for j, k in enumerate(ks):
+            nt = nb[ti, j]
+            u = flows[ti, j, yi, xi]
+            px, py = xi.float() + u[:, 0], yi.float() + u[:, 1]
+            blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
+            ok = (valid[ti, j, 0, yi, xi] & (nt != ti) & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
+            value = restore(blotch.sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
+            num += ok * value
+            den += ok
+        filled = num / den.clamp(min=1e-12)
+        out = corrected.clone()
+        have = den[:, 0] > 0
+        out[ti[have], :, yi[have], xi[have]] = filled[have]
+        if not bool(have.all()):
+            for f in ti[~have].unique():
+                hole = torch.zeros_like(repaired[f:f + 1])
+                miss = ~have & (ti == f)
+                hole[0, 0, yi[miss], xi[miss]] = True
+                out[f:f + 1] = blotch.spatial_fill(out[f:f + 1], hole)
+        return out
+
+
+def _stats(f: _Frame, mask: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> dict[str, Any]:
+    """Per-frame summary in plain types (JSON/msgpack ready)."""
+    pixels = int((mask > 0).sum())
+    count = int(cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)[0] - 1) if pixels else 0
+    return {
+        "index": f.index,
+        "shot": f.shot,
+        "cut": f.cut,
+        "gain_mean": float(gain.mean()),
+        "offset_mean": float(offset.mean()),
+        "blotch_pixels": pixels,
+        "blotch_fraction": pixels / mask.size,
+        "blotch_count": count,
+    }
