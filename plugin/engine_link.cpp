@@ -152,7 +152,16 @@ std::unique_ptr<bridge::Client> EnginePool::connect_or_start(const bridge::Addre
     if (e.kind() != bridge::Error::Kind::Connect) throw;
   }
   long long deadline = now_ms() + timeouts_.start_ms;
-  start_engine(address, timeouts_.start_ms);
+  try {
+    start_engine(address, timeouts_.start_ms);
+  } catch (const bridge::Error &) {
+    // Another process (a second host) may have started an engine first, so ours gave up.
+    try {
+      return connect(address);
+    } catch (const bridge::Error &) {
+    }
+    throw;
+  }
   if (log) log("started the dfdb engine at " + address.text());
   for (;;) {
     try {

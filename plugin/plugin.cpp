@@ -19,6 +19,12 @@
 #include <string>
 #include <vector>
 
+#ifdef DFDB_STATIC_LIBSTDCXX
+namespace __gnu_cxx {
+void __freeres();  // libstdc++: frees the runtime's emergency exception pool
+}
+#endif
+
 namespace dfdb {
 namespace plugin {
 namespace {
@@ -581,6 +587,13 @@ OfxStatus main_entry(const char *action, const void *handle, OfxPropertySetHandl
 }
 
 void set_host(OfxHost *host) { g_host = host; }
+
+#ifdef DFDB_STATIC_LIBSTDCXX
+// The C++ runtime linked into this bundle allocates an emergency exception-memory pool when it
+// is loaded and never frees it; hosts that load and unload plug-ins repeatedly would leak it
+// each time. Release it when the bundle itself is unloaded, when no code of ours can run.
+__attribute__((destructor)) void release_runtime_pool() { __gnu_cxx::__freeres(); }
+#endif
 
 OfxPlugin g_plugin = {kOfxImageEffectPluginApi, kOfxImageEffectPluginApiVersion, kPluginId, 0, 1, set_host, main_entry};
 

@@ -9,7 +9,6 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from dfdb.api import is_out_of_memory, restore, side_by_side
 from dfdb.errors import Cancelled, InputError, OutputError, ParamError
 from dfdb.params import Params

@@ -107,3 +107,27 @@ def test_sample_command_writes_clip_clean_and_truth(tmp_path: Path) -> None:
     truth = np.load(truth_path)
     np.testing.assert_array_equal(truth["blotch_mask"], expected.blotch_mask)
     assert truth["gain"].shape == (6, 48, 64)
+
+
+def test_report_and_plots_of_scaling_and_memory(tmp_path: Path) -> None:
+    from dfdb.bench import plots, report
+    from dfdb.bench.runner import PAPER_REFERENCE
+
+    scaling = [
+        {"preset": "balanced", "window": w, "width": 640, "height": 360, "frames": 8, "fps": 10.0 / w, "peak_mb": 500.0,
+         "device": "cpu", "chain_fps": 100.0, "vs_chain": 0.1 / w} for w in (3, 5, 7)
+    ] + [
+        {"preset": "balanced", "window": 5, "width": w, "height": h, "frames": 8, "fps": 2.0e6 / (w * h), "peak_mb": 900.0,
+         "device": "cpu", "chain_fps": None, "vs_chain": None} for w, h in ((1280, 720), (1920, 1080))
+    ]
+    memory = [{"preset": "balanced", "frames": n, "seconds_of_video": n / 24, "width": 1280, "height": 720,
+               "peak_mb": mb, "fps": 3.0} for n, mb in ((1440, 1000.0), (7200, 1050.0))]
+    record = {"environment": {"platform": "test", "cpus": 2, "torch": "x", "torch_threads": 2, "device": "cpu", "runs": 1},
+              "paper": PAPER_REFERENCE, "quick": False, "cases": [], "scaling": scaling, "memory": memory}
+    text = report.markdown(record)
+    assert "≈ 0.33 fps" in text  # 100 frames in 5 minutes
+    assert "| balanced | 7 | 640×360 | 1.43 |" in text
+    assert "| balanced | 5 | 1920×1080 | 0.96 | 2.00 | 900 | – | – |" in text
+    assert "+5.0% relative to the shortest" in text
+    plots.summary_plots(tmp_path, record)
+    assert (tmp_path / "speed-scaling.png").stat().st_size > 1000

@@ -54,7 +54,8 @@ def test_hello_describes_the_engine(engine):
         assert info["protocol"] == 1 and info["limits"] == LIMITS and "cpu" in info["devices"]
         assert {"inline", "shm", "mask", "flicker"} <= set(info["capabilities"])
         assert c.hello()["engine"] == info["engine"]
-        assert c.ping() == {"op": "pong", "id": c.ping()["id"] - 1, "queued": 0, "running": 0, "clips": 0}
+        pong = c.ping()
+        assert pong["op"] == "pong" and (pong["queued"], pong["running"], pong["clips"]) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("transport", ["inline", "shm"])
@@ -95,14 +96,18 @@ def test_sequential_render_sends_one_frame_per_request_and_scrubbing_hits_the_ca
             results[t] = got.image
             want = Restorer(p).restore_window(clip[t - r:t + r + 1], r)
             assert np.array_equal(got.image, want.image), f"frame {t}"
-        assert sent[0] > 3 * frame_bytes
+        assert sent[0] > 3 * frame_bytes and c.frames_sent == 3 + len(sent) - 1
         assert all(frame_bytes < s < 2 * frame_bytes for s in sent[1:]), sent
         before = c.bytes_sent
         for t in reversed(range(r, len(clip) - r)):
             got = c.request(clip[t - r:t + r + 1], r, FAST, clip="seq", times=range(t - r, t + r + 1))
             assert got.stats["cached"] is True and np.array_equal(got.image, results[t])
         assert c.bytes_sent - before < frame_bytes
+        for t in reversed(range(r, len(clip) - r)):  # a host may ask in any order: same frames
+            got = c.request(clip[t - r:t + r + 1], r, FAST, clip="backwards", times=range(t - r, t + r + 1))
+            assert got.stats["cached"] is False and np.array_equal(got.image, results[t])
         c.close_clip("seq")
+        c.close_clip("backwards")
         assert c.ping()["clips"] == 0
 
 

@@ -1,6 +1,7 @@
 """The ``dfdb`` command line: exit codes, one-line errors, no output left behind, Ctrl-C."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,8 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from dfdb.cli import main
+from dfdb.progress import ProgressBar, format_duration, render, should_show
 from test_api import flickering
 from test_io import decoded, write_clip
 
@@ -120,12 +121,20 @@ def test_bad_inputs_and_outputs(tmp_path, clip, capsys):
     assert os.listdir(clip.parent) == ["in.mkv"]
 
 
+def test_warning_when_the_output_drops_alpha(tmp_path, capsys):
+    images = np.concatenate([flickering(6), np.ones((6, 48, 64, 1), np.float32)], axis=3)
+    write_clip(tmp_path / "a_%02d.png", "png", "rgba", images)
+    code, err = run(capsys, "restore", tmp_path / "a_%02d.png", tmp_path / "o.mp4", "--preset", "fast")
+    assert code == 0
+    assert err.splitlines()[0] == "dfdb: warning: 'o.mp4' (libx264) cannot hold alpha: the alpha channel is dropped"
+
+
 def test_version_and_subcommands(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("dfdb ")
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in ("restore", "bench", "sample"):
+    for name in ("restore", "serve", "bench", "sample"):
         assert name in out
 
 
@@ -137,8 +146,9 @@ def test_console_entry_point_runs(clip):
     assert proc.returncode == 2 and proc.stderr == "dfdb: strength must be in [0, 1], got -1.0\n"
 
 
-def test_ctrl_c_leaves_no_output(tmp_path):
-    """SIGINT while the engine is working: exit 130, the message, and nothing under the output names.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_no_output(tmp_path, sig):
+    """SIGINT/SIGTERM while the engine is working: exit 130, the message, nothing under the output names.
 
     The input arrives through a pipe and the second half is sent only after the signal, so the
     run cannot finish before it is interrupted.
@@ -160,7 +170,7 @@ def test_ctrl_c_leaves_no_output(tmp_path):
             feeder.start()
             while not os.listdir(out) and proc.poll() is None:
                 time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             feeder.join()
             _feed(pipe, data[len(data) * 3 // 4 :])
         err = proc.communicate(timeout=120)[1]
@@ -179,3 +189,27 @@ def _feed(pipe, data: bytes) -> None:
         pipe.flush()
     except BrokenPipeError:
         pass
+
+
+def test_progress_text():
+    assert render(0, 10, 0.0, "restoring") == "restoring [------------------------] 0/10 frames  0.0 fps  ETA --:--"
+    assert render(5, 10, 2.0, width=4) == "[##--] 5/10 frames  2.5 fps  ETA 0:02"
+    assert render(10, 10, 4.0, width=4).endswith("10/10 frames  2.5 fps  ETA 0:00")
+    assert render(7, None, 3.5) == "7 frames  2.0 fps  0:04"
+    assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
+
+
+def test_progress_bar_redraws_at_most_every_interval():
+    now = [0.0]
+    out = io.StringIO()
+    bar = ProgressBar(4, stream=out, interval=1.0, clock=lambda: now[0])
+    for done, t in [(1, 0.1), (2, 0.5), (3, 1.2)]:
+        now[0] = t
+        bar.update(done)
+    bar.update(6)  # past an estimated total: the total follows
+    now[0] = 2.0
+    bar.close()
+    lines = out.getvalue().split("\r")[1:]
+    assert len(lines) == 3 and "1/4" in lines[0] and "3/4" in lines[1] and lines[2].startswith("[") and "6/6" in lines[2]
+    assert out.getvalue().endswith("\n")
+    assert not should_show(out) and should_show(out, forced=True) and not should_show(out, forced=True, quiet=True)

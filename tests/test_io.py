@@ -9,8 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from dfdb.errors import InputError, OutputError, UnsupportedError
+from dfdb.errors import InputError, OutputError, ParamError, UnsupportedError
 from dfdb.io import (
     PendingFile,
     VideoReader,
@@ -48,9 +47,10 @@ def write_clip(
     time_base: Fraction | None = None,
     audio: str | None = None,
     options: dict | None = None,
+    muxer_options: dict | None = None,
 ) -> Path:
     """Encode ``images`` ((T, H, W, C) float in [0, 1]) with PyAV, optionally with a sine track."""
-    out = av.open(str(path), "w")
+    out = av.open(str(path), "w", options=muxer_options or {})
     v = out.add_stream(codec, rate=rate, options=options or {})
     t, h, w, c = images.shape
     v.width, v.height, v.pix_fmt = w, h, pix_fmt
@@ -118,6 +118,11 @@ def luma10(frame: av.VideoFrame) -> np.ndarray:
 def audio_packets(path: Path) -> list[bytes]:
     with av.open(str(path)) as c:
         return [bytes(p) for p in c.demux(audio=0) if p.size]
+
+
+def audio_times(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        return [float(p.pts * p.time_base) for p in c.demux(audio=0) if p.size]
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -209,6 +214,28 @@ def test_sequence_numbering_kept(tmp_path):
     assert all(np.array_equal(x.to_ndarray(), y.to_ndarray()) for x, y in zip(a, b))
 
 
+@pytest.mark.parametrize("fps,rate", [(None, Fraction(25)), (24, Fraction(24)), (23.976, Fraction(24000, 1001)), (12.5, Fraction(25, 2))])
+def test_sequence_frame_rate(tmp_path, fps, rate):
+    write_clip(tmp_path / "s_%03d.png", "png", "rgb24", ramp(frames=3))
+    with VideoReader(tmp_path / "s_%03d.png", fps=fps) as r:
+        assert r.info.fps == rate
+        times = [f.time for f in r]
+    assert times == pytest.approx([0, 1 / rate, 2 / rate], abs=1e-6)
+    with VideoReader(tmp_path / "s_%03d.png", fps=fps) as r, VideoWriter(tmp_path / "o.mov", r.info) as w:
+        for f in r:
+            w.write(f.image, f.pts)
+    with av.open(str(tmp_path / "o.mov")) as c:
+        assert c.streams.video[0].average_rate == rate
+
+
+def test_fps_only_for_sequences(tmp_path):
+    src = write_clip(tmp_path / "in.mkv", "ffv1", "yuv420p", ramp(frames=2))
+    with pytest.raises(ParamError, match="fps applies to image sequence input only"):
+        VideoReader(src, fps=24)
+    with pytest.raises(ParamError, match="fps must be in"):
+        VideoReader(tmp_path / "s_%03d.png", fps=-1)
+
+
 def test_float_exr_sequence_round_trip(tmp_path):
     images = ramp(frames=3)
     write_clip(tmp_path / "f_%03d.exr", "exr", "gbrpf32le", images)
@@ -243,6 +270,20 @@ def test_mp4_h264_keeps_depth(tmp_path, pix_fmt):
     assert np.abs(a[1].to_ndarray().astype(float) - b[1].to_ndarray().astype(float)).mean() / 65535 < 0.01
 
 
+@pytest.mark.parametrize("name,codec,pix_fmt", [("in.avi", "ffv1", "yuv422p"), ("in.mxf", "mpeg2video", "yuv422p"), ("in.mov", "qtrle", "rgb24")])
+def test_other_containers_read_and_mxf_written(tmp_path, name, codec, pix_fmt):
+    images = ramp(frames=4)
+    src = write_clip(tmp_path / name, codec, pix_fmt, images, rate=25)
+    with VideoReader(src) as r:
+        assert (r.info.width, r.info.height, r.info.fps) == (W, H, 25)
+        got = np.stack([f.image for f in r])
+    assert got.shape == images.shape and np.abs(got - images).mean() < 0.02
+    copy_through(src, tmp_path / "out.mxf")
+    with av.open(str(tmp_path / "out.mxf")) as c:
+        assert c.streams.video[0].codec_context.name == "prores"
+    assert len(decoded(tmp_path / "out.mxf")) == 4
+
+
 def test_timestamps_and_rate_preserved(tmp_path):
     pts = [0, 40, 90, 130, 170, 260]  # irregular: a variable frame rate clip, in ms
     src = write_clip(tmp_path / "in.mkv", "ffv1", "yuv420p", ramp(), rate=25, pts=pts, time_base=Fraction(1, 1000))
@@ -268,6 +309,7 @@ def test_audio_copied_untouched(tmp_path, audio, ext):
     dst = tmp_path / f"out{ext}"
     copy_through(src, dst, audio_from=src)
     assert audio_packets(src) and audio_packets(dst) == audio_packets(src)
+    assert audio_times(dst) == pytest.approx(audio_times(src), abs=1e-3)
     with av.open(str(dst)) as c:
         assert c.streams.audio[0].codec_context.name == audio
 
@@ -329,6 +371,20 @@ def test_colour_tags_copied(tmp_path):
     assert (int(f.color_range), int(f.colorspace), int(f.color_primaries), int(f.color_trc)) == (1, 1, 1, 1)
 
 
+@pytest.mark.parametrize("dst", ["out.mkv", "out.mov", "out.mp4"])
+def test_full_range_input_keeps_its_levels(tmp_path, dst):
+    """JPEG-range YUV (mjpeg) must not be squeezed or stretched, whatever range the codec writes."""
+    images = ramp(frames=2)
+    images[..., 0] = np.linspace(0, 1, W, dtype=np.float32)[None, None, :]
+    src = write_clip(tmp_path / "in.avi", "mjpeg", "yuvj420p", images)
+    copy_through(src, tmp_path / dst)
+    with VideoReader(src) as r:
+        a = np.stack([f.image for f in r])
+    with VideoReader(tmp_path / dst) as r:
+        b = np.stack([f.image for f in r])
+    assert np.abs(a - b).mean() < 0.006 and np.abs(a - b).max() < 0.05
+
+
 def test_encode_png_and_pending_file(tmp_path):
     img = ramp(frames=1)[0]
     p = PendingFile(tmp_path / "cmp.png")
@@ -363,6 +419,17 @@ def test_truncated_mkv(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"cut\.mkv.*(truncated|corrupt)"):
         copy_through(cut, tmp_path / "out.mkv")
+    assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
+
+
+def test_truncated_mp4_with_index_first(tmp_path):
+    """A 'faststart' MP4 stays readable when cut; the frame count gives the cut away."""
+    noise = np.random.default_rng(0).random((24, H, W, 3), np.float32)
+    src = write_clip(tmp_path / "in.mp4", "libx264", "yuv420p", noise, muxer_options={"movflags": "faststart"})
+    data = src.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"'cut\.mp4' is truncated or corrupt: the video stops after \d+ frames .* of 24 frames"):
+        copy_through(tmp_path / "cut.mp4", tmp_path / "out.mkv")
     assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
 
 
@@ -424,6 +491,16 @@ def test_bad_codec_choices(tmp_path):
         with pytest.raises(OutputError, match="'mov' format does not support 'ffv1'"):
             VideoWriter(tmp_path / "o.mov", r.info, codec="ffv1")
     assert os.listdir(tmp_path) == ["in.mkv"]
+
+
+def test_odd_size_into_h264(tmp_path):
+    write_clip(tmp_path / "odd_%02d.png", "png", "rgb24", ramp(49, 65, frames=2))
+    with VideoReader(tmp_path / "odd_%02d.png") as r:
+        with pytest.raises(OutputError, match=r"libx264 cannot write yuv420p at the odd size 65x49"):
+            VideoWriter(tmp_path / "o.mp4", r.info)
+    copy_through(tmp_path / "odd_%02d.png", tmp_path / "o.mp4", pix_fmt="yuv444p")
+    copy_through(tmp_path / "odd_%02d.png", tmp_path / "o.mkv")
+    assert (decoded(tmp_path / "o.mkv")[0].width, decoded(tmp_path / "o.mp4")[0].height) == (65, 49)
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:

@@ -18,6 +18,13 @@
 #include <cstring>
 #include <fstream>
 
+#ifndef MSG_NOSIGNAL  // macOS: SIGPIPE is turned off per socket instead (SO_NOSIGPIPE)
+#define MSG_NOSIGNAL 0
+#endif
+#ifndef SOCK_CLOEXEC  // macOS: close-on-exec is set with fcntl after socket()
+#define SOCK_CLOEXEC 0
+#endif
+
 namespace dfdb {
 namespace bridge {
 
@@ -119,7 +126,13 @@ void wait_ready(int fd, short events, long long deadline_ms, const CancelCheck &
   }
 }
 
+/** Non-blocking, close-on-exec (an engine the host spawns must not inherit it), no SIGPIPE. */
 int set_nonblocking(int fd) {
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+#ifdef SO_NOSIGPIPE
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
   int flags = fcntl(fd, F_GETFL, 0);
   return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }

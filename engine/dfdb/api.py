@@ -12,10 +12,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -148,6 +149,7 @@ def restore(
     stats_out: str | os.PathLike | None = None,
     compare: str | os.PathLike | None = None,
     compare_frame: int | None = None,
+    fps: float | None = None,
     codec: str | None = None,
     crf: int | None = None,
     pix_fmt: str | None = None,
@@ -158,8 +160,8 @@ def restore(
     """Restore the video ``src`` into ``dst``; return a summary of the run.
 
     ``params`` (or the ``preset`` and parameter names of :class:`Params` as keywords) choose the
-    restoration; ``codec``/``crf``/``pix_fmt`` override the encoder chosen from ``dst``'s
-    extension. ``progress``: True draws a bar on stderr, a callable gets ``(done, total)``
+    restoration; ``fps`` is the frame rate of an image sequence input; ``codec``/``crf``/
+    ``pix_fmt`` override the encoder chosen from ``dst``'s extension. ``progress``: True draws a bar on stderr, a callable gets ``(done, total)``
     (``total`` may be an estimate or None). ``cancel()`` returning True stops the run with
     :class:`Cancelled`. Images (H, W, C) are float32 in [0, 1] throughout.
 
@@ -171,19 +173,14 @@ def restore(
     src, dst = str(src), str(dst)
     named = {"restored": dst, "mask": mask_out, "flicker": flicker_out, "stats": stats_out, "compare": compare}
     check_paths(src, named)
-    if compare_frame is not None and compare is None:
-        raise ParamError("--compare-frame needs --compare (the PNG to write)")
-    if compare_frame is not None and compare_frame < 0:
-        raise ParamError(f"--compare-frame must be a frame index >= 0, got {compare_frame}")
-    if compare is not None and Path(compare).suffix.lower() != ".png":
-        raise OutputError(f"the comparison image '{compare}' must be a .png")
+    _check_compare(compare, compare_frame)
     started = time.monotonic()
     outputs: list[_Output] = []
     bar: ProgressBar | None = None
     try:
-        with VideoReader(src) as reader:
+        with VideoReader(src, fps) as reader:
             info = reader.info
-            if compare_frame is not None and info.frame_count is not None and info.exact_count and compare_frame >= info.frame_count:
+            if compare_frame is not None and info.exact_count and compare_frame >= info.frame_count:
                 raise OutputError(f"--compare-frame {compare_frame} is past the end of '{Path(src).name}' ({info.frame_count} frames)")
             main = _add(outputs, VideoWriter(dst, info, codec=codec, crf=crf, pix_fmt=pix_fmt, audio_from=src if info.has_audio else None))
             mask = _add(outputs, VideoWriter(mask_out, info, channels=1)) if mask_out else None
@@ -194,7 +191,7 @@ def restore(
             report, bar = _progress_callback(progress, info.frame_count)
             _stream(reader, Restorer(p), main, mask, flicker, tracker, report, cancel)
         if compare_file is not None:
-            compare_file.write(_comparison(src, info, tracker))
+            compare_file.write(_comparison(src, fps, info, tracker))
         seconds = time.monotonic() - started
         summary = {
             **tracker.summary(),
@@ -222,6 +219,15 @@ def restore(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _check_compare(compare: str | os.PathLike | None, compare_frame: int | None) -> None:
+    if compare_frame is not None and compare is None:
+        raise ParamError("--compare-frame needs --compare (the PNG to write)")
+    if compare_frame is not None and compare_frame < 0:
+        raise ParamError(f"--compare-frame must be a frame index >= 0, got {compare_frame}")
+    if compare is not None and Path(compare).suffix.lower() != ".png":
+        raise OutputError(f"the comparison image '{compare}' must be a .png")
 
 
 def _add(outputs: list[_Output], out: _Output) -> Any:
@@ -264,10 +270,10 @@ def _stream(
         raise OutputError(f"--compare-frame {tracker.wanted} is past the end of '{Path(reader.path).name}' ({len(tracker.per_frame)} frames)")
 
 
-def _comparison(src: str, info: VideoInfo, tracker: _Tracker) -> bytes:
+def _comparison(src: str, fps: float | None, info: VideoInfo, tracker: _Tracker) -> bytes:
     """PNG bytes of input | restored for the kept frame, 16-bit for deep sources."""
     kept = tracker.kept
-    with VideoReader(src) as reader:
+    with VideoReader(src, fps) as reader:
         before = reader.read_frame(kept.index).image
     return encode_png(side_by_side(before, kept.image), 16 if info.bit_depth > 8 else 8)
 

@@ -3,7 +3,8 @@
 A blotch is impulsive in time: present in one frame, absent at the motion-compensated
 position in every neighbour. S is therefore only allowed on pixels that differ, after the
 flicker correction, from *every* valid neighbour by more than a threshold and with the same
-sign. This support constraint keeps the problem convex (it restricts S to a subspace), keeps
+sign (beyond the 3×3 range of each neighbour, to forgive sub-pixel misregistration). This
+support constraint keeps the problem convex (it restricts S to a subspace), keeps
 edges of moving objects — which differ from some neighbours but not all, or not with one
 sign — out of the repair, and makes the blotch layer small enough to warp inside the solver.
 
@@ -16,57 +17,76 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .flow import warp
+
 
 def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, threshold: float) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
 
     x0: (T, 1, H, W) flicker-corrected luma; x0_nb: (T, J, 1, H, W) its neighbours warped onto
     frame t (each corrected with its own fields); valid_nb: (T, J, 1, H, W) bool. A pixel
-    qualifies when at least two neighbours are valid and it is brighter (or darker) than all
-    of them by more than ``threshold``.
+    qualifies when at least two neighbours are valid and it is brighter than the brightest
+    (or darker than the darkest) pixel of every valid neighbour's 3×3 window by more than
+    ``threshold``. The 3×3 range absorbs sub-pixel misregistration at edges, where a sharp
+    edge in frame t meets a slightly shifted or interpolated edge in its neighbours.
     """
-    d = x0.unsqueeze(1) - x0_nb
-    n_valid = valid_nb.sum(1)
-    above = torch.where(valid_nb, d > threshold, torch.ones_like(valid_nb)).all(1)
-    below = torch.where(valid_nb, d < -threshold, torch.ones_like(valid_nb)).all(1)
-    return (above | below) & (n_valid >= 2)
+    t, j, _, h, w = x0_nb.shape
+    flat = x0_nb.reshape(t * j, 1, h, w)
+    hi = F.max_pool2d(flat, 3, stride=1, padding=1).view(t, j, 1, h, w)
+    lo = -F.max_pool2d(-flat, 3, stride=1, padding=1).view(t, j, 1, h, w)
+    x = x0.unsqueeze(1)
+    yes = torch.ones_like(valid_nb)
+    above = torch.where(valid_nb, x - hi > threshold, yes).all(1)
+    below = torch.where(valid_nb, lo - x > threshold, yes).all(1)
+    return (above | below) & (valid_nb.sum(1) >= 2)
+
+
+def footprint(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+    """(T, 1, H, W) bool: pixels whose motion-compensated neighbour samples touch S's support.
+
+    These are the pixels where Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) can be non-zero.
+    """
+    t, j, h, w, _ = flows.shape
+    out = torch.zeros(t, 1, h, w, dtype=torch.bool, device=flows.device)
+    for k in range(j):
+        moved = warp(support[nb[:, k]].float(), flows[:, k]) > 0
+        out |= moved & (weights[:, k] > 0)
+    return out
 
 
 def warp_map(
-    support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor
+    support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor, rows_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sparse operator S ↦ Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) for S on ``support``.
 
     support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px from t to t + k; weights: (T, J, 1,
-    H, W); nb: (T, J) long. Returns (s_index, rows, cols, vals): S's flat indices into
-    (T, H, W), and the triplets "pixel ``rows`` gets ``vals``·s[``cols``]" of the bilinear warp.
+    H, W); nb: (T, J) long; rows_mask: (T, 1, H, W) bool, the pixels to evaluate it at
+    (:func:`footprint`). Returns (s_index, rows, cols, vals): S's flat indices into (T, H, W),
+    and the triplets "pixel ``rows`` gets ``vals``·s[``cols``]" of the bilinear warp.
     """
     t, j, h, w, _ = flows.shape
     dev = flows.device
     s_index = support.reshape(-1).nonzero().squeeze(1)
     lookup = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
     lookup[s_index] = torch.arange(s_index.numel(), device=dev)
-    rows_all, cols_all, vals_all = [], [], []
-    if s_index.numel():
-        ys, xs = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
-        pix = torch.arange(t * h * w, device=dev).view(t, h, w)
-        for k in range(j):
-            px = (xs + flows[:, k, ..., 0]).clamp(0, w - 1)
-            py = (ys + flows[:, k, ..., 1]).clamp(0, h - 1)
-            x0, y0 = px.floor().long(), py.floor().long()
-            fx, fy = px - x0, py - y0
-            base = nb[:, k].view(t, 1, 1) * (h * w)
-            wk = weights[:, k, 0]
-            for dy, dx, bw in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
-                src = base + (y0 + dy).clamp(max=h - 1) * w + (x0 + dx).clamp(max=w - 1)
-                col = lookup[src]
-                val = wk * bw
-                keep = (col >= 0) & (val > 0)
-                rows_all.append(pix[keep])
-                cols_all.append(col[keep])
-                vals_all.append(val[keep])
-    cat = lambda xs, dt: torch.cat(xs) if xs else torch.zeros(0, dtype=dt, device=dev)  # noqa: E731
-    return s_index, cat(rows_all, torch.long), cat(cols_all, torch.long), cat(vals_all, weights.dtype)
+    rows = rows_mask.reshape(-1).nonzero().squeeze(1)
+    ti, yi, xi = rows // (h * w), (rows // w) % h, rows % w
+    rows_all, cols_all, vals_all = [rows[:0]], [rows[:0]], [weights.new_zeros(0)]
+    for k in range(j):
+        u = flows[ti, k, yi, xi]
+        px, py = (xi + u[:, 0]).clamp(0, w - 1), (yi + u[:, 1]).clamp(0, h - 1)
+        x0, y0 = px.floor().long(), py.floor().long()
+        fx, fy = px - x0, py - y0
+        base = nb[ti, k] * (h * w)
+        wk = weights[ti, k, 0, yi, xi]
+        for dy, dx, bw in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+            col = lookup[base + (y0 + dy).clamp(max=h - 1) * w + (x0 + dx).clamp(max=w - 1)]
+            val = wk * bw
+            keep = (col >= 0) & (val > 0)
+            rows_all.append(rows[keep])
+            cols_all.append(col[keep])
+            vals_all.append(val[keep])
+    return s_index, torch.cat(rows_all), torch.cat(cols_all), torch.cat(vals_all)
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Sequence
 
 from .errors import DfdbError, ParamError
 from .params import DEVICES, PRESETS
@@ -41,7 +44,7 @@ def _package_version() -> str:
     try:
         return version("dfdb")
     except PackageNotFoundError:
-        return "0.1.0 (not installed)"
+        return "(not installed)"
 
 
 def add_restore(subparsers: argparse._SubParsersAction) -> None:
@@ -71,6 +74,7 @@ def add_restore(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--autotune", action="store_true", default=None, help="tune the solver's steps on this clip first (slower)")
     g.add_argument("--device", choices=DEVICES, help="compute device (default: auto)")
     e = p.add_argument_group("encoding")
+    e.add_argument("--fps", type=float, help="frame rate of an image sequence input (default 25), e.g. 24 or 23.976")
     e.add_argument("--codec", help="encoder name overriding the one chosen from OUT's extension (e.g. libx265)")
     e.add_argument("--crf", type=int, help="quality for CRF encoders such as libx264 (default 16)")
     e.add_argument("--pix-fmt", help="output pixel format overriding the input's (e.g. yuv444p10le)")
@@ -86,39 +90,61 @@ def add_restore(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_restore)
 
 
+#: Params fields that ``dfdb restore`` exposes as flags (None when the flag is absent).
+_PARAM_FLAGS = ("window", "grid", "per_channel", "strength", "sensitivity", "motion", "flicker", "blotches",
+                "iterations", "chunk", "autotune", "device")
+
+
 def run_restore(args: argparse.Namespace) -> int:
     """Handler of ``dfdb restore``: runs :func:`dfdb.api.restore` and prints a one-line summary."""
     from .api import restore
     from .progress import should_show
 
-    overrides = {
-        k: getattr(args, k)
-        for k in ("window", "grid", "per_channel", "strength", "sensitivity", "motion", "flicker", "blotches",
-                  "iterations", "chunk", "autotune", "device")
-    }
-    summary = restore(
-        args.input,
-        args.output,
-        preset=args.preset,
-        mask_out=args.mask_out,
-        flicker_out=args.flicker_out,
-        stats_out=args.stats_out,
-        compare=args.compare,
-        compare_frame=args.compare_frame,
-        codec=args.codec,
-        crf=args.crf,
-        pix_fmt=args.pix_fmt,
-        progress=should_show(sys.stderr, forced=args.progress, quiet=args.quiet),
-        **{k: v for k, v in overrides.items() if v is not None},
-    )
+    _setup_logging(args.quiet)
+    overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
+    with _sigterm_as_interrupt():
+        summary = restore(
+            args.input,
+            args.output,
+            preset=args.preset,
+            mask_out=args.mask_out,
+            flicker_out=args.flicker_out,
+            stats_out=args.stats_out,
+            compare=args.compare,
+            compare_frame=args.compare_frame,
+            fps=args.fps,
+            codec=args.codec,
+            crf=args.crf,
+            pix_fmt=args.pix_fmt,
+            progress=should_show(sys.stderr, forced=args.progress, quiet=args.quiet),
+            **overrides,
+        )
     if not args.quiet:
+        gain = summary["gain_mean"]
         print(
             f"dfdb: restored {summary['frames']} frames in {summary['seconds']:.1f} s "
             f"({summary['fps'] or 0:.1f} fps), {summary['blotch_count']} blotches, "
-            f"mean gain {summary['gain_mean'] or 1:.3f} -> {args.output}",
+            f"mean gain {'n/a' if gain is None else f'{gain:.3f}'} -> {args.output}",
             file=sys.stderr,
         )
     return 0
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM (a render queue stopping the job) like Ctrl-C, so outputs are cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,16 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list:
     """``register(subparsers)`` of the packages that add their own subcommands (serve, bench, sample)."""
     from .bench.cli import register as bench_register
+    from .server.cli import register as server_register
 
-    found = [bench_register]
-    try:
-        from .server.cli import register as server_register
-
-        found.append(server_register)
-    except ModuleNotFoundError as err:
-        if err.name not in (f"{__package__}.server", f"{__package__}.server.cli"):
-            raise
-    return found
+    return [server_register, bench_register]
 
 
 class _OneLine(logging.Formatter):
@@ -152,6 +171,7 @@ class _OneLine(logging.Formatter):
 
 
 def _setup_logging(quiet: bool) -> None:
+    """Warnings of the file pipeline (e.g. an output that cannot hold alpha) as ``dfdb: warning: ...``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
     log = logging.getLogger("dfdb")
@@ -165,7 +185,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        _setup_logging(getattr(args, "quiet", False))
         return int(args.func(args) or 0)
     except DfdbError as err:
         print(f"dfdb: {err}", file=sys.stderr)

@@ -14,8 +14,9 @@ with PyAV, and keeps everything else of the input intact:
   written so memory stays bounded.
 
 Outputs are written under a temporary name in the destination directory (a temporary
-directory for image sequences) and renamed only by :meth:`VideoWriter.close`, so a failure or a
-Ctrl-C never leaves a partial file under the output name.
+directory for image sequences) and renamed only when complete (:meth:`VideoWriter.close`, or
+:meth:`~VideoWriter.finish` then :meth:`~VideoWriter.commit` for several outputs at once), so a
+failure or a Ctrl-C never leaves a partial file under the output name.
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import av
 import numpy as np
@@ -61,10 +62,14 @@ DEFAULT_CODECS: dict[str, str] = {
     ".exr": "exr",
     ".jpg": "mjpeg",
     ".jpeg": "mjpeg",
+    ".bmp": "bmp",
 }
+#: Extensions of single-picture formats: an output with one of these must be a sequence pattern.
 IMAGE_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".dpx", ".exr", ".jpg", ".jpeg", ".bmp", ".webp"})
 #: Encoders that take a constant-rate-factor quality setting.
 CRF_CODECS = frozenset({"libx264", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"})
+#: Encoders whose bitstream is always limited ("video") range.
+LIMITED_RANGE_CODECS = frozenset({"prores_ks", "prores", "prores_aw", "dnxhd"})
 #: Default CRF: visually lossless for H.264/H.265 film material.
 DEFAULT_CRF = 16
 #: AVCOL_SPC_* → the swscale matrix constant used for the same standard.
@@ -207,6 +212,20 @@ def sequence_files(pattern: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _sequence_rate(fps: float | Fraction | None, sequence: bool) -> Fraction | None:
+    """``fps`` as an exact fraction (23.976 → 24000/1001), checked; only sequences take one."""
+    if fps is None:
+        return None
+    if not sequence:
+        raise ParamError("fps applies to image sequence input only: a video keeps its own frame rate")
+    if not 0 < fps <= 1000:
+        raise ParamError(f"fps must be in (0, 1000], got {fps}")
+    ntsc = round(fps * 1.001)
+    if abs(fps - ntsc / 1.001) < 0.002 and abs(fps - round(fps)) > 0.002:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(fps).limit_denominator(1000)
+
+
 def _extension(path: str | os.PathLike) -> str:
     return Path(path).suffix.lower()
 
@@ -276,17 +295,20 @@ class DecodedFrame:
 class VideoReader:
     """Decode a video file or an image sequence (``scan_%05d.png``) into float32 frames.
 
+    ``fps`` sets the frame rate of an image sequence (which has none of its own; default 25).
+
     Use as a context manager; iterate once for :class:`DecodedFrame` objects in presentation
     order. A decode error raises :class:`InputError` naming the file and the frame; a stream
     that ends well before its recorded duration (a truncated file) raises too, so a short
     output is never produced silently.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, fps: float | Fraction | None = None):
         self.path = str(path)
         self._name = Path(self.path).name
         self._container: av.container.InputContainer | None = None
         self._sequence = is_sequence_pattern(self.path)
+        self._fps = _sequence_rate(fps, self._sequence)
         self._expected_end: float | None = None
         self._clip_warned = False
         self._open()
@@ -299,6 +321,8 @@ class VideoReader:
         if self._sequence:
             start_number, count = self._check_sequence()
             options["start_number"] = str(start_number)
+            if self._fps is not None:
+                options["framerate"] = f"{self._fps.numerator}/{self._fps.denominator}"
         elif not os.path.exists(self.path):
             raise InputError(f"cannot open '{self.path}': no such file")
         elif os.path.isdir(self.path):
@@ -332,11 +356,17 @@ class VideoReader:
             raise InputError(f"image sequence '{self._name}' has a gap: '{name}' is missing ({len(missing)} file(s) in all)")
         return numbers[0], len(numbers)
 
+    def _video_stream(self) -> av.video.stream.VideoStream:
+        """The first real video stream (cover art and other still pictures are not the video)."""
+        stills = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image
+        for stream in self._container.streams.video:
+            if not stream.disposition & stills:
+                return stream
+        raise InputError(f"'{self._name}' has no video stream")
+
     def _probe(self, start_number: int, count: int | None) -> VideoInfo:
         c = self._container
-        if not c.streams.video:
-            raise InputError(f"'{self._name}' has no video stream")
-        stream = c.streams.video[0]
+        stream = self._stream = self._video_stream()
         cc = stream.codec_context
         if cc is None or not cc.name or cc.pix_fmt is None:
             codec = getattr(cc, "name", None) or "unknown"
@@ -387,7 +417,7 @@ class VideoReader:
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """Raw frames in order, with decode errors turned into :class:`InputError`."""
-        stream = self._container.streams.video[0]
+        stream = self._stream
         index = 0
         try:
             for packet in self._container.demux(stream):
@@ -438,28 +468,40 @@ class VideoReader:
             raise RuntimeError("a VideoReader can be iterated only once")
         first, self._first = self._first, None
         step = 1 / (self.info.fps * self.info.time_base)
-        last_pts, last_time, index = None, 0.0, 0
+        last_pts, last_time, last_length, index = None, 0.0, 0.0, 0
         frame: av.VideoFrame | None = first
         while frame is not None:
             pts = frame.pts if frame.pts is not None else round(index * step)
             if last_pts is not None and pts <= last_pts:
                 pts = last_pts + 1
             last_pts, last_time = pts, float(pts * self.info.time_base)
+            last_length = float(frame.duration * self.info.time_base) if frame.duration else 0.0
             yield DecodedFrame(index, self._image(frame), pts, last_time)
             index += 1
             frame = next(self._frames, None)
-        self._check_complete(index, last_time)
+        self._check_complete(index, last_time + max(last_length, float(1 / self.info.fps)))
 
-    def _check_complete(self, frames: int, last_time: float) -> None:
-        """Refuse a stream that stops well short of its recorded length (a cut-off file)."""
-        if self._expected_end is None:
-            return
-        start = self._container.streams.video[0].start_time
-        start_s = float(start * self.info.time_base) if start else 0.0
-        got = last_time - start_s + float(1 / self.info.fps)
-        if got < self._expected_end - 1.5 / float(self.info.fps):
+    def _check_complete(self, frames: int, end: float) -> None:
+        """Refuse a stream that stops short of its recorded length (a cut-off file).
+
+        ``end``: when the last decoded frame stops showing, in seconds. Two witnesses, each used
+        when the container records it: the frame count (a shortfall of more than two frames) and
+        the duration (a shortfall of more than one and a half frames). All present must agree,
+        so edit lists and odd last-frame durations do not make a whole file look cut.
+        """
+        fps = float(self.info.fps)
+        start = self._stream.start_time
+        got = end - (float(start * self.info.time_base) if start else 0.0)
+        recorded = self._stream.frames
+        verdicts = []
+        if recorded:
+            verdicts.append(frames < recorded - 2)
+        if self._expected_end is not None:
+            verdicts.append(got < self._expected_end - 1.5 / fps)
+        if verdicts and all(verdicts):
+            expected = f"{recorded} frames" if recorded else f"{self._expected_end:.2f} s"
             raise InputError(
-                f"'{self._name}' is truncated or corrupt: the video stops at {got:.2f} s of {self._expected_end:.2f} s (after {frames} frames)"
+                f"'{self._name}' is truncated or corrupt: the video stops after {frames} frames ({got:.2f} s) of {expected}"
             )
 
     def read_frame(self, index: int) -> DecodedFrame:
@@ -474,7 +516,7 @@ class VideoReader:
             self._container.close()
             self._container = None
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -524,7 +566,7 @@ def plan_output(
         )
     try:
         encoder = av.codec.Codec(codec, "w")
-    except Exception as err:
+    except ValueError as err:
         raise UnsupportedError(f"unknown or unavailable encoder '{codec}'") from err
     if encoder.type != "video":
         raise UnsupportedError(f"'{codec}' is not a video encoder")
@@ -540,6 +582,7 @@ def plan_output(
     else:
         chosen = _default_pix_fmt(codec, formats, source)
     layout = pixel_layout(chosen)
+    _check_subsampled_size(codec, chosen, layout, like)
     if layout.depth < source.depth and pix_fmt is None:
         log.warning("'%s' (%s, %s) holds %d bits per component; the input has %d", name, codec, chosen, layout.depth, source.depth)
     if source.alpha and not layout.alpha:
@@ -547,6 +590,16 @@ def plan_output(
     options = _encoder_options(codec, crf, layout)
     color_range, colorspace = _output_colour(like, layout, codec)
     return OutputPlan(codec, chosen, options, color_range, colorspace, sequence)
+
+
+def _check_subsampled_size(codec: str, pix_fmt: str, layout: PixelLayout, like: VideoInfo) -> None:
+    """x264/x265 refuse chroma-subsampled frames of odd size: say so before any work is done."""
+    odd = (layout.chroma[0] and like.width % 2) or (layout.chroma[1] and like.height % 2)
+    if codec in ("libx264", "libx265") and odd:
+        raise OutputError(
+            f"{codec} cannot write {pix_fmt} at the odd size {like.width}x{like.height}: "
+            "use .mkv or .mov, or --pix-fmt with a 4:4:4 format such as yuv444p"
+        )
 
 
 def _default_pix_fmt(codec: str, formats: list[str], source: PixelLayout) -> str:
@@ -567,7 +620,12 @@ def _encoder_options(codec: str, crf: int | None, layout: PixelLayout) -> dict[s
     if crf is not None and not 0 <= crf <= 63:
         raise ParamError(f"crf must be in 0..63 (lower is better quality), got {crf}")
     if codec in CRF_CODECS:
-        return {"crf": str(DEFAULT_CRF if crf is None else crf), "preset": "medium"} if codec != "libvpx-vp9" else {"crf": str(crf or 20), "b": "0"}
+        options = {"crf": str(DEFAULT_CRF if crf is None else crf)}
+        if codec in ("libx264", "libx265"):
+            options["preset"] = "medium"
+        if codec == "libvpx-vp9":
+            options["b"] = "0"  # constant quality: CRF alone, no bitrate cap
+        return options
     if codec == "prores_ks":
         return {"profile": "4444" if layout.alpha else "hq", "vendor": "apl0"}
     if codec == "ffv1":
@@ -579,10 +637,11 @@ def _output_colour(like: VideoInfo, layout: PixelLayout, codec: str) -> tuple[in
     """(AVCOL range, AVCOL matrix) for the output: the input's when both are YUV."""
     if layout.family != "yuv":
         return (_RANGE_JPEG, _AVCOL_SPC_RGB if layout.family == "rgb" else like.colorspace)
+    if codec in LIMITED_RANGE_CODECS:
+        return (_RANGE_MPEG, like.colorspace if like.layout.family == "yuv" else _AVCOL_SPC_BT709)
     if like.layout.family == "yuv":
         return (like.color_range, like.colorspace)
-    full = codec == "mjpeg"
-    return (_RANGE_JPEG if full else _RANGE_MPEG, _AVCOL_SPC_BT709)
+    return (_RANGE_JPEG if codec == "mjpeg" else _RANGE_MPEG, _AVCOL_SPC_BT709)
 
 
 class VideoWriter:
@@ -834,7 +893,7 @@ class VideoWriter:
             self._audio_src = None
             self._audio_packets = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

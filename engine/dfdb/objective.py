@@ -26,6 +26,13 @@ sparse blotch layer is warped inside the iterations.
 All terms are means over pixels and grid nodes, so the λ's do not depend on the resolution or
 the grid size; λ_S is directly the residual (in intensity units) above which a pixel of the
 allowed support is declared a blotch.
+
+The mean over x of the data term is evaluated as a quadrature: at full resolution on every
+pixel the blotch layer enters (its support and the footprint of its warp onto the
+neighbours), and on a regular lattice elsewhere, each lattice point standing for the pixels
+around it (weights ``q``). Away from blotches the residual depends on the unknowns only through
+the smooth fields, so the lattice loses nothing that matters and the cost of an iteration falls
+with the lattice spacing squared.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import grid_edges, restore, upsample
+from .model import grid_edges, restore
 
 
 @dataclass(frozen=True)
@@ -51,40 +58,58 @@ class Weights:
 class Problem:
     """Everything the objective needs that stays fixed while the solver runs (one chunk).
 
-    - ``y``: (T, K, H, W) observed planes.
-    - ``y_nb``: (T, J, K, H, W) neighbour planes 𝒲_{t,k}(Y_{t+k}) warped onto frame t, for the
-      J = 2r offsets k = −r…−1, 1…r.
-    - ``w``: (T, J, 1, H, W) temporal weights; 0 where the neighbour is invalid or missing.
-    - ``nb``: (T, J) long, the frame index t + k inside the chunk (clamped where w = 0).
-    - ``valid``: (T, 1, H, W) float, O_t: 1 where frame t has any valid neighbour.
-    - ``s_index``: (n,) long, flat indices into (T, H, W) of the pixels where S may be non-zero.
-    - ``s_rows``, ``s_cols``, ``s_vals``: the warp of S onto neighbouring frames as a sparse
-      map: pixel ``s_rows`` (flat in (T, H, W)) receives ``s_vals · s[s_cols]`` in
+    The data term lives on n sample points (pixels of the chunk's frames):
+
+    - ``q``: (n,) quadrature weight of each point (Σ over a frame's points of q·ρ approximates
+      mean_x ρ over that frame).
+    - ``y``: (n, K) observed values; ``y_nb``: (n, J, K) the neighbours 𝒲_{t,k}(Y_{t+k}) there,
+      for the J = 2r offsets k = −r…−1, 1…r; ``w``: (n, J) the temporal weights (0 where a
+      neighbour is invalid or missing; Σ_k w = 1).
+    - ``own``: (n, 4) long, indices into the flattened (T·Gy·Gx) control points of the four
+      bilinear basis functions non-zero at the point, in its own frame; ``nbr``: (n, J, 4) the
+      same in frame t + k; ``phi``: (n, 4) the basis functions' values.
+    - blotch layer: ``s_index`` (n_s,) flat indices into (T, H, W) of the pixels where S may be
+      non-zero and ``s_point`` (n_s,) the sample point of each; the warp of S onto the
+      neighbours as triplets: point ``s_rows`` gets ``s_vals · s[s_cols]`` in
       Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}).
     - ``smoother``: (T, T) the temporal moving average B (rows sum to 1).
     """
 
+    frames: int
+    size: tuple[int, int]
+    grid: tuple[int, int]
+    q: torch.Tensor
     y: torch.Tensor
     y_nb: torch.Tensor
     w: torch.Tensor
-    nb: torch.Tensor
-    valid: torch.Tensor
+    own: torch.Tensor
+    nbr: torch.Tensor
+    phi: torch.Tensor
     s_index: torch.Tensor
+    s_point: torch.Tensor
     s_rows: torch.Tensor
     s_cols: torch.Tensor
     s_vals: torch.Tensor
     smoother: torch.Tensor
-    grid: tuple[int, int]
     weights: Weights
 
     @property
-    def size(self) -> tuple[int, int]:
-        return tuple(self.y.shape[-2:])  # type: ignore[return-value]
+    def planes(self) -> int:
+        """K: 1 for a luma correction, C for a per-channel one."""
+        return self.y.shape[1]
 
-    def with_support(self, s_index: torch.Tensor, s_rows: torch.Tensor, s_cols: torch.Tensor, s_vals: torch.Tensor) -> "Problem":
-        """The same problem with another allowed support for S."""
-        return Problem(self.y, self.y_nb, self.w, self.nb, self.valid, s_index, s_rows, s_cols, s_vals,
-                       self.smoother, self.grid, self.weights)
+
+def fields_at(g: torch.Tensor, h: torch.Tensor, nodes: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid fields g, h (T, K, Gy, Gx) evaluated at points, ((..., K), (..., K)).
+
+    ``nodes`` (..., 4) indexes the flattened (T·Gy·Gx) control points, ``phi`` holds the basis
+    values, broadcastable to ``nodes``. One gather serves both fields.
+    """
+    k = g.shape[1]
+    table = torch.cat([g, h], 1).flatten(2).transpose(1, 2).reshape(-1, 2 * k)
+    vals = table.index_select(0, nodes.reshape(-1)).view(*nodes.shape, 2 * k)
+    both = (vals * phi.unsqueeze(-1)).sum(-2)
+    return both[..., :k], both[..., k:]
 
 
 def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
@@ -93,34 +118,30 @@ def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
     return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def blotch_planes(s: torch.Tensor, p: Problem) -> torch.Tensor:
-    """S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) as (T, 1, H, W): the blotch layer's share of the residual."""
-    t, _, h, w = p.valid.shape
-    flat = torch.zeros(t * h * w, dtype=s.dtype, device=s.device)
-    flat = flat.index_add(0, p.s_index, s).index_add(0, p.s_rows, -p.s_vals * s[p.s_cols])
-    return flat.view(t, 1, h, w)
+def blotch_share(s: torch.Tensor, p: Problem) -> torch.Tensor:
+    """S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) at the sample points, (n, 1)."""
+    out = torch.zeros(p.q.numel(), dtype=p.y.dtype, device=p.y.device)
+    out = out.index_add(0, p.s_point, s).index_add(0, p.s_rows, -p.s_vals * s[p.s_cols])
+    return out.unsqueeze(1)
 
 
 def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
-    """r_t = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}), (T, K, H, W)."""
-    gain, offset = upsample(g, p.size), upsample(h, p.size)
-    r = restore(p.y, gain, offset)
-    for j in range(p.nb.shape[1]):
-        idx = p.nb[:, j]
-        r = r - p.w[:, j] * restore(p.y_nb[:, j], gain.index_select(0, idx), offset.index_select(0, idx))
-    return r - blotch_planes(s, p)
+    """r_t = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) at the sample points, (n, K)."""
+    gain, offset = fields_at(g, h, p.own, p.phi)
+    gain_nb, offset_nb = fields_at(g, h, p.nbr, p.phi.unsqueeze(1))
+    predicted = (p.w.unsqueeze(2) * restore(p.y_nb, gain_nb, offset_nb)).sum(1)
+    return restore(p.y, gain, offset) - predicted - blotch_share(s, p)
 
 
 def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
-    """Σ_t mean_x O_t ρ_δ(r_t): temporal consistency along motion."""
+    """Σ_t mean_x O_t ρ_δ(r_t): temporal consistency along motion (mean over K too)."""
     r = residual(g, h, s, p)
-    return (p.valid * huber(r, p.weights.delta)).mean(dim=(1, 2, 3)).sum()
+    return (p.q.unsqueeze(1) * huber(r, p.weights.delta)).sum() / p.planes
 
 
 def sparsity_term(s: torch.Tensor, p: Problem) -> torch.Tensor:
     """λ_S Σ_t mean_x |S_t|: blotches are sparse."""
-    h, w = p.size
-    return p.weights.lambda_s * s.abs().sum() / (h * w)
+    return p.weights.lambda_s * s.abs().sum() / (p.size[0] * p.size[1])
 
 
 def smoothness_term(g: torch.Tensor, h: torch.Tensor, p: Problem) -> torch.Tensor:

@@ -27,16 +27,17 @@ from .flow import FlowEstimator, consistent, flicker_invariant, luma, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, residual
+from .problem import assemble
 from .params import Params
-from .solver import Schedule, Variables, autotune, fista
+from .solver import Schedule, Variables, autotune, fista, lipschitz, preconditioner
 
 #: Weight of the neighbours at distance |k| = 1, 2, ... for each radius r (normalised later).
 NEIGHBOUR_WEIGHTS = {1: (1.0,), 2: (0.7, 0.3), 3: (0.5, 0.3, 0.2), 4: (0.4, 0.3, 0.2, 0.1)}
 #: Blotch threshold λ_S in units of the residual's noise level σ, and its floor (intensity).
-BLOTCH_SIGMAS = 4.0
+BLOTCH_SIGMAS = 5.0
 BLOTCH_FLOOR = 4.0 / 255.0
 #: A pixel is a blotch candidate when it differs from every neighbour by this fraction of λ_S.
-CANDIDATE_FRACTION = 0.6
+CANDIDATE_FRACTION = 0.8
 #: Huber threshold of the first, S-free pass (intensity units).
 FIRST_PASS_DELTA = 0.04
 
@@ -111,9 +112,9 @@ def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tenso
     return b / b.sum(1, keepdim=True)
 
 
-def noise_level(r: torch.Tensor, valid: torch.Tensor) -> float:
-    """Robust σ of the residual (MAD × 1.4826) over valid pixels, from a fixed subsample."""
-    vals = r.mean(1, keepdim=True)[valid > 0]
+def noise_level(r: torch.Tensor) -> float:
+    """Robust σ of the residual (n, K) at the sample points (MAD × 1.4826), from a fixed subsample."""
+    vals = r.mean(1)
     if vals.numel() == 0:
         return 0.0
     step = max(1, vals.numel() // 200_000)
@@ -133,6 +134,7 @@ class Restorer:
         self._flow = FlowEstimator(params.flow_preset, params.flow_scale)
         self._flows: dict[tuple[Hashable, Hashable], tuple[np.ndarray, np.ndarray]] = {}
         self._schedule: Schedule | None = None
+        self._lips: dict[tuple, float] = {}
 
     @property
     def margin(self) -> int:
@@ -261,49 +263,59 @@ class Restorer:
         t, k_planes, h, w = y.shape
         flows, valid, nb = self._neighbours(ctx, features)
         j = nb.shape[1]
+        none = torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev)
+        if not p.flicker and not p.blotches:
+            return self._finish(ctx, core, colour, None, None, none, flows, valid, nb, features)
         y_nb = warp(y.index_select(0, nb.reshape(-1)), flows.reshape(t * j, h, w, 2)).view(t, j, k_planes, h, w)
         weights = temporal_weights(valid, p.radius)
-        if not p.flicker:
-            return self._finish(ctx, core, colour, images, None, None, torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev), flows, valid, nb, features)
-        empty = torch.zeros(0, dtype=torch.long, device=dev)
-        problem = Problem(
-            y=y, y_nb=y_nb, w=weights, nb=nb, valid=(weights.sum(1) > 0).float(),
-            s_index=empty, s_rows=empty, s_cols=empty, s_vals=y.new_zeros(0),
-            smoother=moving_average(t, p.radius + 1, dev), grid=p.grid,
-            weights=Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=p.lambda_p * 0.05,
-                            delta=FIRST_PASS_DELTA),
-        )
+        smoother = moving_average(t, p.radius + 1, dev)
+        lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=p.lambda_p * 0.05,
+                      delta=FIRST_PASS_DELTA)
         with torch.no_grad():
-            first = fista(problem, Schedule.default(max(2, p.iterations // 2)).to(dev))
-            sigma = noise_level(residual(first.g, first.h, first.s, problem), problem.valid)
+            problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother)
+            first = fista(problem, Schedule.default(p.iterations).to(dev), lip=self._lipschitz("fields", problem))
+            if not p.flicker:
+                first = Variables.identity(problem)
+            sigma = noise_level(residual(first.g, first.h, first.s, problem))
         lam_s = max(BLOTCH_SIGMAS * sigma, BLOTCH_FLOOR) / p.sensitivity
-        problem.weights = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
-        support = torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev)
-        if p.blotches:
-            with torch.no_grad():
-                gain, offset = upsample(first.g, (h, w)), upsample(first.h, (h, w))
-                x0 = restore(y, gain, offset).mean(1, keepdim=True)
-                x0_nb = torch.stack([restore(y_nb[:, i], gain[nb[:, i]], offset[nb[:, i]]).mean(1, keepdim=True) for i in range(j)], 1)
-                present = (nb != torch.arange(t, device=dev)[:, None]).view(t, j, 1, 1, 1)
-                support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s)
-            problem = problem.with_support(*blotch.warp_map(support, flows, weights, nb))
-        schedule = self._schedule_for(problem)
+        if not p.blotches:
+            return self._finish(ctx, core, colour, first.g, first.h, none, flows, valid, nb, features)
+        with torch.no_grad():
+            gain, offset = upsample(first.g, (h, w)), upsample(first.h, (h, w))
+            x0 = restore(y, gain, offset).mean(1, keepdim=True)
+            x0_nb = torch.stack([restore(y_nb[:, i], gain[nb[:, i]], offset[nb[:, i]]).mean(1, keepdim=True) for i in range(j)], 1)
+            present = (nb != torch.arange(t, device=dev)[:, None]).view(t, j, 1, 1, 1)
+            support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s)
+            lam = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
+            problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother, support)
+        lip = self._lipschitz("joint", problem)
+        schedule = self._schedule_for(problem, lip)
         with torch.no_grad():
             start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
-            v = fista(problem, schedule, start)
+            v = fista(problem, schedule, start, lip=lip)
+            if not p.flicker:
+                v = Variables(first.g, first.h, v.s)
             s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
-        repaired = blotch.dilate(s_plane != 0, 1) if p.blotches else support
-        return self._finish(ctx, core, colour, images, v.g, v.h, repaired, flows, valid, nb, features)
+        repaired = blotch.dilate(s_plane != 0, getattr(self, "_dilate", 1))
+        return self._finish(ctx, core, colour, v.g, v.h, repaired, flows, valid, nb, features)
 
-    def _schedule_for(self, problem: Problem) -> Schedule:
+    def _lipschitz(self, stage: str, problem: Problem) -> float:
+        """L of the preconditioned problem, estimated on the clip's first chunk and reused."""
+        key = (stage, problem.planes, problem.grid)
+        if key not in self._lips:
+            with torch.no_grad():
+                self._lips[key] = lipschitz(problem, preconditioner(problem), Variables.identity(problem))
+        return self._lips[key]
+
+    def _schedule_for(self, problem: Problem, lip: float) -> Schedule:
         """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""
         if not self.params.autotune:
             return Schedule.default(self.params.iterations).to(self.device)
         if self._schedule is None:
-            self._schedule = autotune(problem, self.params.iterations)
+            self._schedule = autotune(problem, self.params.iterations, lip)
         return self._schedule
 
-    def _finish(self, ctx, core, colour, images, g, h, repaired, flows, valid, nb, features) -> list[RestoredFrame]:
+    def _finish(self, ctx, core, colour, g, h, repaired, flows, valid, nb, features) -> list[RestoredFrame]:
         """Apply the corrections, debias the blotch support, and package the core frames."""
         p = self.params
         t, _, hh, ww = colour.shape

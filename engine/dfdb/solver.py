@@ -3,12 +3,13 @@
 E = f(g, h, S) + λ_S‖S‖₁ with f smooth and convex: each iteration takes a gradient step on f
 (autograd gives the adjoint of the warps and of the grid upsampling), then the proximal step
 of the L1 term (soft-thresholding of S), then projects S so that 0 ≤ X̂ ≤ 1, with Nesterov
-momentum. Steps are diagonal: each control point and each blotch pixel gets 1/L from a
-majoriser of the Hessian of f (see :func:`step_bounds`), so the iteration is scale-free.
+momentum. Steps are preconditioned: each coordinate is scaled by the Jacobi diagonal of ∇²f
+(:func:`preconditioner`) and the step is 1/L with L the largest eigenvalue of the
+preconditioned Hessian (:func:`lipschitz`, power iteration), so the iteration is scale-free.
 
 Unrolled form (LFISTA): iteration i uses step η_i/L and threshold τ_i·λ_S·η_i/L. FISTA theory
-gives η = τ = 1; the bounds are conservative, so the shipped defaults (``DEFAULT_STEP``) were
-tuned offline on synthetic clips, and ``autotune`` tunes η_i, τ_i on the clip being restored by
+gives η = τ = 1; the shipped default η (``DEFAULT_STEP``) was tuned offline on the synthetic
+clips of ``dfdb.bench.synth`` (lowest E after 8–16 iterations), and ``autotune`` tunes η_i, τ_i on the clip being restored by
 minimising E after K iterations.
 """
 from __future__ import annotations
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import PIVOT, restore, upsample
-from .objective import Problem, energy, smooth_part
+from .model import PIVOT, restore
+from .objective import Problem, energy, fields_at, smooth_part
 
 #: η for every iteration when not autotuned: how far beyond the safe 1/L bound to step.
-DEFAULT_STEP = 1.0
+DEFAULT_STEP = 1.5
 
 
 @dataclass
@@ -50,33 +51,37 @@ class Variables:
 
     @classmethod
     def identity(cls, p: Problem) -> "Variables":
-        t, k = p.y.shape[:2]
-        g = torch.ones(t, k, *p.grid, dtype=p.y.dtype, device=p.y.device)
+        g = torch.ones(p.frames, p.planes, *p.grid, dtype=p.y.dtype, device=p.y.device)
         return cls(g, torch.zeros_like(g), p.y.new_zeros(p.s_index.numel()))
 
 
 def preconditioner(p: Problem) -> Variables:
     """Diagonal of ∇²f (Jacobi), per unknown: the scale each coordinate is stepped in.
 
-    For control point j of frame t: mean_x φ_j(x)·c(x)² over the residuals it enters (its
-    own frame's, weight 1, and its neighbours', weight Σ w_k²), with c = Y − μ for the gain
-    and 1 for the offset; plus the regularisers' diagonals. For a blotch pixel: (1 + Σ w²)/N.
+    For control point j of frame t: Σ over the frame's sample points of q·φ_j·c² times
+    (1 + Σ_k w_k²) for the residuals of the neighbours it also enters, with c = Y − μ for the
+    gain and 1 for the offset; plus the regularisers' diagonals. For a blotch pixel:
+    (1 + Σ w²)/N.
     """
-    size = p.size
-    t, k = p.y.shape[:2]
+    t, k = p.frames, p.planes
     gy, gx = p.grid
     nodes = gy * gx
-    basis = upsample(torch.eye(nodes, device=p.y.device, dtype=p.y.dtype).view(nodes, 1, gy, gx), size)[:, 0]
-    spread = 1.0 + (p.w**2).sum(1).mean()
-    centred = (p.y - PIVOT).pow(2) * p.valid
-    dg = torch.einsum("tkhw,nhw->tkn", centred, basis) / (size[0] * size[1]) * spread
-    dh = torch.einsum("tkhw,nhw->tkn", p.valid.expand(t, k, *size), basis) / (size[0] * size[1]) * spread
+    spread = 1.0 + (p.w**2).sum(1)
+    flat = p.own.reshape(-1)
+    weight = (p.q * spread).unsqueeze(1) * p.phi  # (n, 4)
+
+    def collect(c2: torch.Tensor) -> torch.Tensor:
+        vals = (weight.unsqueeze(2) * c2.unsqueeze(1)).reshape(-1, k)
+        return torch.zeros(t * nodes, k, dtype=p.y.dtype, device=p.y.device).index_add(0, flat, vals)
+
     edges = (gy - 1) * gx + gy * (gx - 1)
     reg = (4.0 * p.weights.lambda_r / edges if edges else 0.0) + 2.0 * (p.weights.lambda_p + p.weights.lambda_0) / nodes
-    floor = 1e-6
-    dg = (dg + reg).clamp(min=floor).view(t, k, gy, gx)
-    dh = (dh + reg).clamp(min=floor).view(t, k, gy, gx)
-    ds = torch.full((p.s_index.numel(),), float(spread) / (size[0] * size[1]), dtype=p.y.dtype, device=p.y.device)
+    shape = lambda d: (d / k + reg).clamp(min=1e-6).view(t, nodes, k).transpose(1, 2).reshape(t, k, gy, gx)  # noqa: E731
+    dg = shape(collect((p.y - PIVOT).pow(2)))
+    dh = shape(collect(torch.ones_like(p.y)))
+    ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=p.y.dtype, device=p.y.device)
+    if p.s_point.numel():
+        ds = ds * spread[p.s_point]
     return Variables(dg, dh, ds)
 
 
@@ -120,20 +125,23 @@ def project_box(v: Variables, p: Problem) -> torch.Tensor:
     """s clipped so that X̂ = gY + h − S stays in [0, 1] at its support (luma, mean over K)."""
     if v.s.numel() == 0:
         return v.s
-    corrected = restore(p.y, upsample(v.g, p.size), upsample(v.h, p.size)).mean(1)
-    at = corrected.reshape(-1)[p.s_index]
+    i = p.s_point
+    at = restore(p.y[i], *fields_at(v.g, v.h, p.own[i], p.phi[i])).mean(1)
     return torch.minimum(torch.maximum(v.s, at - 1.0), at)
 
 
-def fista(p: Problem, schedule: Schedule, start: Variables | None = None, create_graph: bool = False) -> Variables:
+def fista(p: Problem, schedule: Schedule, start: Variables | None = None, create_graph: bool = False,
+          lip: float | None = None) -> Variables:
     """K = len(schedule.step) unrolled FISTA iterations from ``start`` (identity by default).
 
-    With ``create_graph`` the result stays differentiable in the schedule (for autotuning).
+    ``lip`` is L of the preconditioned problem (estimated here when not given). With
+    ``create_graph`` the result stays differentiable in the schedule (for autotuning).
     """
     x = start or Variables.identity(p)
     d = preconditioner(p)
-    with torch.no_grad():
-        lip = lipschitz(p, d, x)
+    if lip is None:
+        with torch.no_grad():
+            lip = lipschitz(p, d, x)
     lam_s = p.weights.lambda_s / (p.size[0] * p.size[1])
     z, momentum = x, 1.0
     for eta, tau in zip(schedule.step, schedule.thresh):
@@ -161,7 +169,7 @@ def fista(p: Problem, schedule: Schedule, start: Variables | None = None, create
     return x
 
 
-def autotune(p: Problem, iterations: int, steps: int = 15, lr: float = 0.15) -> Schedule:
+def autotune(p: Problem, iterations: int, lip: float, steps: int = 15, lr: float = 0.15) -> Schedule:
     """Tune η_i, τ_i on this problem by minimising E after ``iterations`` unrolled steps.
 
     Starts from the shipped defaults and keeps them if tuning does not lower E.
@@ -172,7 +180,7 @@ def autotune(p: Problem, iterations: int, steps: int = 15, lr: float = 0.15) -> 
     opt = torch.optim.Adam([log_eta, log_tau], lr=lr)
 
     def objective_after(schedule: Schedule, create_graph: bool) -> torch.Tensor:
-        v = fista(p, schedule, create_graph=create_graph)
+        v = fista(p, schedule, create_graph=create_graph, lip=lip)
         return energy(v.g, v.h, v.s, p)
 
     with torch.no_grad():

@@ -106,6 +106,10 @@ std::unique_ptr<HostImage> make_image(const ClipData &data, int index, const Lay
   for (int i = 0; i < height; ++i) {
     int src_row = source_index(i, layout.scale, data.height);
     uint8_t *dst = image->origin + (long)(height - 1 - i) * image->row_bytes;
+    if (layout.scale == 1.0) {
+      std::memcpy(dst, frame.data() + pixel * (size_t)src_row * data.width, pixel * width);
+      continue;
+    }
     for (int x = 0; x < width; ++x) {
       int src_col = source_index(x, layout.scale, data.width);
       std::memcpy(dst + pixel * x, frame.data() + pixel * ((size_t)src_row * data.width + src_col),

@@ -73,6 +73,7 @@ void init_host_props() {
 }
 
 struct Session {
+  std::string path;
   void *library = nullptr;
   OfxPlugin *plugin = nullptr;
   std::unique_ptr<OfxImageEffectStruct> descriptor, context, instance;
@@ -128,6 +129,7 @@ std::string load(const std::string &path) {
   }
   session.library = library;
   session.plugin = plugin;
+  session.path = path;
   plugin->setHost(&host_struct);
   expect_ok(kOfxActionLoad, call(kOfxActionLoad, nullptr, nullptr, nullptr));
 
@@ -168,7 +170,10 @@ std::string unload() {
   dlclose(session.library);
   session.library = nullptr;
   expect_ok(kOfxActionUnload, status);
-  return "ok";
+  // Whether the loader really dropped the binary (it cannot when the binary pins itself).
+  void *still = dlopen(session.path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (still) dlclose(still);
+  return still ? "ok resident" : "ok unloaded";
 }
 
 std::string join(const Prop &prop) {
@@ -405,15 +410,16 @@ std::string stats() {
 }
 
 std::string cycle(int count, const std::string &path) {
+  int resident = 0;
   for (int k = 0; k < count; ++k) {
     load(path);
     if (session.source) {
       create();
       destroy();
     }
-    unload();
+    resident += unload() == "ok resident";
   }
-  return "ok";
+  return "ok " + std::to_string(resident) + " resident";
 }
 
 // ------------------------------------------------------------------ command loop

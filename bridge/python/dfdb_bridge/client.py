@@ -54,8 +54,9 @@ class Client:
         self.address = resolve(address)
         self.transport = transport
         self.client_name = client_name
-        self.bytes_sent = 0
+        self.bytes_sent = 0  # on the socket, headers included
         self.bytes_received = 0
+        self.frames_sent = 0  # frames attached to process requests, inline or in shared memory
         self.server_info: dict[str, Any] = {}
         self._ids = iter(range(1, 1 << 63))
         self._held: dict[str, set[int]] = {}
@@ -187,17 +188,21 @@ class Client:
                     attach = set(times)
                 reply = self._process_once(clip, times[target_index], times, arrays, attach,
                                            dict(params or {}), list(outputs))
-                if reply["op"] == "need":
+                if reply["op"] == "need":  # the frames attached this round were stored
                     missing = {int(t) for t in reply.get("times", [])}
+                    held.update(attach - missing)
                     held.difference_update(missing)
-                    attach |= missing
+                    attach = missing
                     continue
                 held.update(times)
                 return self._result(reply)
             raise BridgeError("need_loop", f"the engine kept asking for frames of clip {clip!r}")
         finally:
-            if one_off:
-                self.close_clip(clip)
+            if one_off and self._sock is not None:
+                try:
+                    self.close_clip(clip)
+                except BridgeError:
+                    pass  # the request's own outcome (or error) is what the caller needs to see
 
     # -- frames -----------------------------------------------------------------------------
     def _use_shm(self, nbytes: int) -> bool:
@@ -213,6 +218,7 @@ class Client:
         use_shm = self._use_shm(arrays[0].nbytes)
         frames: list[dict[str, Any]] = []
         sent = [(t, a) for t, a in zip(times, arrays) if t in attach]
+        self.frames_sent += len(sent)
         slots = [-(-a.nbytes // _ALIGN) * _ALIGN for _, a in sent]
         if use_shm and sent:
             seg = self._segs().get("in", sum(slots))

@@ -39,7 +39,7 @@ def register_bench(subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     p.add_argument("--presets", type=_presets, default=None, help="comma-separated presets (default: all; quick: fast,balanced)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="compute device for dfdb (default: auto)")
-    p.add_argument("--runs", type=int, default=None, help="timed runs per method, the median is reported (default 3; quick 2)")
+    p.add_argument("--runs", type=int, default=None, help="timed runs per method, the median is reported (default 3)")
     p.add_argument("--memory-scaling", action="store_true", help="also measure peak memory of streamed 720p clips of two lengths")
     p.add_argument("--memory-frames", type=_lengths, default=(1440, 7200), help="clip lengths for --memory-scaling, frames at 24 fps (default 1440,7200: 1 and 5 min)")
     p.add_argument("--no-scaling", action="store_true", help="skip the fps-versus-resolution-and-window runs of the full benchmark")
@@ -58,7 +58,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from .report import markdown
 
     presets = args.presets or (["fast", "balanced"] if args.quick else list(PRESETS))
-    runs = args.runs if args.runs is not None else (2 if args.quick else 3)
+    runs = 3 if args.runs is None else args.runs
     if runs < 1:
         raise ParamError(f"--runs must be at least 1, got {runs}")
     record = run_bench(

@@ -37,11 +37,20 @@ def brightness_plot(out_dir: Path, case: dict[str, Any]) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     curves = case["curves"]
+    peers = [n for n in curves if n.startswith("ffmpeg")]
+    ours = [n for n in curves if n.startswith("dfdb")]
+    peer_colours = dict(zip(peers, plt.cm.viridis(np.linspace(0.0, 0.85, max(1, len(peers))))))
+    our_colours = dict(zip(ours, ("#d62728", "#ff7f0e", "#e377c2", "#8c564b")))
     ax.plot(curves["clean"], color="black", lw=2.2, label="clean")
     for name, values in curves.items():
-        if name == "clean":
+        if name in peer_colours:
+            style = {"color": peer_colours[name], "lw": 0.8}
+        elif name in our_colours:
+            style = {"color": our_colours[name], "lw": 1.8}
+        elif name != "clean":
+            style = {"color": "0.55", "ls": "--"}
+        else:
             continue
-        style = {"color": "0.55", "ls": "--"} if name.startswith("input") else {"lw": 1.4 if name.startswith("dfdb") else 0.9}
         ax.plot(values, label=name, **style)
     ax.set_xlabel("frame")
     ax.set_ylabel("mean luma, region (1, 1) of 4×4")
@@ -91,12 +100,11 @@ def crops_plot(out_dir: Path, case: dict[str, Any], clean: np.ndarray, truth: sy
     return path
 
 
-def case_plots(out_dir: Path, case: dict[str, Any], clean: np.ndarray, truth: synth.Degraded, outputs: dict) -> None:
-    """The plots of one case: brightness curves, and crops of the last dfdb preset's output."""
+def case_plots(out_dir: Path, case: dict[str, Any], clean: np.ndarray, truth: synth.Degraded, shown) -> None:
+    """The plots of one case: brightness curves, and crops of ``shown`` = (name, output)."""
     brightness_plot(out_dir, case)
-    restored = [(n, o) for n, o in outputs.items() if o.mask is not None]
-    if restored and truth.blotch_mask.any():
-        name, out = restored[-1]
+    if shown is not None and truth.blotch_mask.any():
+        name, out = shown
         crops_plot(out_dir, case, clean, truth, name, out.frames, out.mask)
 
 

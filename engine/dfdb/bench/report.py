@@ -57,9 +57,9 @@ def scaling_table(rows: list[dict[str, Any]]) -> str:
 
 
 def memory_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| preset | resolution | frames | length | peak MB | fps |", "|---" * 6 + "|"]
+    lines = ["| preset | resolution | frames | length | peak MB | fps (incl. generating the frames) |", "|---" * 6 + "|"]
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['width']}×{r['height']} | {r['frames']} | {r['seconds_of_video']:.0f} s | "
+        lines.append(f"| {r['preset']} | {r['width']}×{r['height']} | {r['frames']} | {r['seconds_of_video']:.1f} s | "
                      f"{r['peak_mb']:.0f} | {r['fps']:.2f} |")
     if len(rows) >= 2:
         growth = rows[-1]["peak_mb"] / rows[0]["peak_mb"] - 1

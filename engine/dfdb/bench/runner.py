@@ -26,6 +26,7 @@ from . import metrics, synth
 from .measure import run_measured
 from .peers import PEERS, REFERENCE_CHAIN, run_peer
 from .rawvideo import quantise, read_frames, write_frames
+from .worker import device_name
 
 #: The paper's reported speed (Fulari et al., WACV 2024): ≈ 5 min for 100 frames of 320×480
 #: with W = 5 on a GPU.
@@ -172,7 +173,9 @@ def main_preset(presets: list[str]) -> str:
 def run_case(case: Case, methods: list[Method], device: str, runs: int, work: Path, plot: Callable[..., None] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Degrade the case's clip, run every method on it, score them; the case's JSON record.
 
-    ``plot(case_record, clean, degraded, outputs)`` is called while the clips are in memory.
+    ``plot(case_record, clean, truth, shown)`` is called while the clips are in memory;
+    ``shown`` is (name, output) of the last method that outputs a blotch mask, or None. Only
+    that output is kept beyond its scoring, so memory stays at a few clips per case.
     """
     clean = case.clean()
     truth = synth.degrade(clean, case.profile, seed=case.seed)
@@ -186,7 +189,7 @@ def run_case(case: Case, methods: list[Method], device: str, runs: int, work: Pa
         "clean_warp_error": metrics.warping_error(clean, motion),
         "curves": {"clean": metrics.brightness_curve(clean).tolist()},
     }
-    outputs: dict[str, Output] = {}
+    shown: tuple[str, Output] | None = None
     for m in methods:
         log(f"  {case.name}: {m.name}")
         if m.kind == "input":
@@ -195,13 +198,14 @@ def run_case(case: Case, methods: list[Method], device: str, runs: int, work: Pa
             out = run_ffmpeg(src, work, (t, h, w), m.chain, runs)
         else:
             out = run_dfdb(src, work, (t, h, w), m.preset, device, runs, m.window)
-        outputs[m.name] = out
+        if out.mask is not None:
+            shown = (m.name, out)
         row = {"method": m.name, "kind": m.kind, **score(out, clean, truth, motion), **speed(out, t)}
         record["rows"].append(row)
         record["curves"][m.name] = metrics.brightness_curve(out.frames).tolist()
     _add_ratios(record)
     if plot is not None:
-        plot(record, clean, truth, outputs)
+        plot(record, clean, truth, shown)
     return record
 
 
@@ -223,20 +227,23 @@ RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 WINDOWS = (3, 5, 7)
 
 
-def run_scaling(presets: list[str], device: str, runs: int, work: Path, frames: int = 12, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """fps and peak memory versus resolution (360p/720p/1080p, W = 5) and window (360p).
+def run_scaling(presets: list[str], device: str, runs: int, work: Path, frames: int = 8,
+                resolutions: tuple[tuple[int, int], ...] = RESOLUTIONS, windows: tuple[int, ...] = WINDOWS,
+                log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """fps and peak memory versus resolution (W = 5) and versus window (first resolution).
 
-    Also every requested preset at 640×360, and the ffmpeg reference chain at every
-    resolution for the ratio. Synthetic panning clips of ``frames`` frames.
+    Also every requested preset at the first resolution (640×360 by default), and the ffmpeg
+    reference chain at every resolution for the ratio. Synthetic panning clips of ``frames``
+    frames.
     """
     rows: list[dict[str, Any]] = []
     base = main_preset(presets)
-    for w, h in RESOLUTIONS:
+    for w, h in resolutions:
         src = work / f"scale-{w}x{h}.rgb48"
         _stream_to_file(src, frames, h, w, seed=11)
         configs = [(base, 5)]
-        if (w, h) == RESOLUTIONS[0]:
-            configs = [(p, None) for p in presets] + [(base, k) for k in WINDOWS if k != 5]
+        if (w, h) == resolutions[0]:
+            configs = [(p, None) for p in presets] + [(base, k) for k in windows if k != Params.from_preset(base).window]
         chain = run_ffmpeg(src, work, (frames, h, w), PEERS[REFERENCE_CHAIN], runs)
         chain_fps = speed(chain, frames)["fps"]
         for preset, window in configs:
@@ -277,7 +284,7 @@ def environment(device: str, runs: int) -> dict[str, Any]:
 
     return {
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device, "runs": runs,
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device_name(device), "runs": runs,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
@@ -306,7 +313,7 @@ def run_bench(out_dir: Path, quick: bool, presets: list[str], device: str, runs:
             plot = (lambda *a: plotting.case_plots(out_dir, *a)) if plots else None
             record["cases"].append(run_case(case, methods, device, runs, work, plot, log))
         if scaling:
-            record["scaling"] = run_scaling(presets, device, min(runs, 2), work, log=log)
+            record["scaling"] = run_scaling(presets, device, runs, work, log=log)
     if memory_lengths:
         record["memory"] = run_memory_scaling(main_preset(presets), device, memory_lengths, log=log)
     if plots:

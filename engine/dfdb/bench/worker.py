@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         print("worker: --input, --output and --mask are needed (or --synthetic-frames)", file=sys.stderr)
         return 2
     times = [run(args) for _ in range(max(1, args.runs))]
-    print(json.dumps({"times": times, "device": _device_used(args.device)}))
+    print(json.dumps({"times": times, "device": device_name(args.device)}))
     return 0
 
 
-def _device_used(device: str) -> str:
+def device_name(device: str) -> str:
     """The device ``auto`` resolves to, as torch sees it (for the report)."""
     if device != "auto":
         return device

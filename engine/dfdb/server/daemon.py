@@ -81,6 +81,10 @@ def daemonize(log_path: Path) -> int | None:
     os.dup2(out, 2)
     os.close(null)
     os.close(out)
+    # Descriptors inherited from whoever spawned us (an editor's files and sockets) stay theirs.
+    top = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 4096
+    os.closerange(3, w)
+    os.closerange(w + 1, max(w + 1, min(top, 1 << 16)))
     return w
 
 

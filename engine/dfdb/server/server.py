@@ -34,7 +34,6 @@ from . import codec, shm
 from .listen import clear_stale_socket, prepare_socket_dir
 from .pool import SolverPool
 from .sessions import FrameInfo, SessionStore
-from .solvers import Solvers
 
 log = logging.getLogger("dfdb.server")
 
@@ -99,7 +98,6 @@ class Plan:
     images: list[np.ndarray]
     infos: list[FrameInfo]
     key: tuple | None
-    params_key: str
     started: float
 
 
@@ -131,7 +129,6 @@ class Engine:
         self.address = config.address
         self.sessions = SessionStore(config.cache_bytes)
         self.pool = SolverPool(config.workers, config.max_queue)
-        self.solvers = Solvers(max(2, config.workers))
         self._io = ThreadPoolExecutor(4, thread_name_prefix="dfdb-io")
         self._connections: set[Connection] = set()
         self._stop: asyncio.Event | None = None
@@ -142,7 +139,12 @@ class Engine:
     async def run(self, on_ready: Callable[[Address], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = await self._listen()
+        try:
+            server = await self._listen()
+        except BaseException:
+            self.pool.close(0)
+            self._io.shutdown(wait=False)
+            raise
         log.info("listening on %s", self.address)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -273,7 +275,6 @@ class Engine:
                 await conn.reply(codec.error(rid, err.code, err.message))
                 return True
             self.sessions.close(clip)
-            self.solvers.close(clip)
             await conn.reply({"op": "closed", "id": rid, "clip": clip})
         elif op == "shutdown":
             await conn.reply({"op": "bye", "id": rid})
@@ -338,40 +339,45 @@ class Engine:
             pass
 
     def _prepare(self, rid: int, message: dict[str, Any], started: float) -> Plan | tuple[bytes, bytes]:
-        """Validate and ingest a request (I/O thread): an encoded reply, or a Plan to solve."""
+        """Validate and ingest a request (I/O thread): an encoded reply, or a Plan to solve.
+
+        Everything that can fail is checked before the attached frames are stored."""
         req = codec.parse_process(message, self.config.limits)
-        attached = [(f.time, codec.load(f.pixels), f.pixels.layout.dtype) for f in req.frames if f.pixels]
-        self.sessions.add_frames(req.clip, attached)
         times = req.times
+        attached = [(f.time, codec.load(f.pixels), f.pixels.layout.dtype) for f in req.frames if f.pixels]
+        geometry = {t: (i.shape, i.dtype) for t, i in zip(times, self.sessions.infos(req.clip, times)) if i is not None}
+        geometry.update({t: (image.shape, dtype) for t, image, dtype in attached})
+        shapes = {shape for shape, _ in geometry.values()}
+        if len(shapes) > 1:
+            raise BridgeError("bad_frame", f"frames of clip {req.clip!r} differ in size: {sorted(shapes)}")
+        if req.out is not None and "image" in req.outputs and req.target in geometry:
+            codec.out_layout(req.out, *geometry[req.target])
+            shm.probe(req.out.shm, req.out.offset, req.out.size)
+        self.sessions.add_frames(req.clip, attached)
         images, infos = self.sessions.frames(req.clip, times)
         for t, image, _ in attached:  # usable now even if the cache could not keep them
             images[times.index(t)] = image
         del attached
-        shapes = {i.shape for i in infos if i is not None}
-        if len(shapes) > 1:
-            raise BridgeError("bad_frame", f"frames of clip {req.clip!r} differ in size: {sorted(shapes)}")
-        pkey = params_key(req.params)
-        key = self.sessions.result_key(req.clip, req.target, pkey, infos, times)
+        key = self.sessions.result_key(req.clip, req.target, params_key(req.params), infos, times)
         cached = self.sessions.get_result(key)
         if cached is not None:
             return self._result(rid, req, cached, infos, True, 0.0, started)
         missing = [t for t, im in zip(times, images) if im is None]
         if missing:
             return wire.encode({"op": "need", "id": rid, "clip": req.clip, "times": missing})
-        if req.out is not None and "image" in req.outputs:
-            info = infos[times.index(req.target)]
-            codec.out_layout(req.out, info.shape, info.dtype)
-            shm.probe(req.out.shm, req.out.offset, req.out.size)
-        return Plan(req, images, infos, key, pkey, started)
+        return Plan(req, images, infos, key, started)
 
     def _solve(self, plan: Plan) -> tuple[RestoredFrame, float]:
-        """Solver thread: restore the target from the held window."""
+        """Solver thread: restore the target from the held window.
+
+        A fresh Restorer per window: a Restorer keeps per-clip state (e.g. its Lipschitz
+        estimate) from the first window it sees, and a frame's result must not depend on the
+        order in which a host asks for frames."""
+        from ..restorer import Restorer  # imports torch: only when the first frame is solved
+
         req = plan.request
-        window = np.stack(plan.images)
-        keys = [(req.clip, t, i.version) for t, i in zip(req.times, plan.infos)]
         t0 = time.perf_counter()
-        with self.solvers.use(req.clip, plan.params_key, req.params) as restorer:
-            rf = restorer.restore_window(window, req.times.index(req.target), keys=keys)
+        rf = Restorer(req.params).restore_window(plan.images, req.times.index(req.target))
         solve_ms = (time.perf_counter() - t0) * 1000.0
         self.sessions.put_result(plan.key, rf)
         return rf, solve_ms

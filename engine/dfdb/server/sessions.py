@@ -130,6 +130,12 @@ class SessionStore:
             images = [self._lru.get(("frame", clip, t)) for t in times]
             return images, [session.infos.get(t) for t in times]
 
+    def infos(self, clip: str, times: list[int]) -> list[FrameInfo | None]:
+        """What is known of ``times`` in a session, without creating or touching it."""
+        with self._lock:
+            session = self._sessions.get(clip)
+            return [session.infos.get(t) if session else None for t in times]
+
     def result_key(self, clip: str, target: int, params_key: str, infos: list[FrameInfo | None],
                    times: list[int]) -> tuple | None:
         """Key of the result for this window, or None if a frame's version is unknown."""
