@@ -1,5 +1,5 @@
 // "Deflicker/Deblotch": the OpenFX image effect. A thin shim: parameters become the engine's
-// params map, the frames t−r…t+r become frame views, and the engine's answer becomes the output
+// params map, the frames t−c…t+c (c = 3r + 2, the engine's context) become frame views, and the engine's answer becomes the output
 // image. Every failure becomes a message through the host's message suite and an OFX error
 // status; nothing thrown ever crosses into the host.
 #include "engine_link.hpp"
@@ -70,6 +70,10 @@ struct Settings {
   OutputMode output = OutputMode::Restored;
   std::string address;
   int radius() const { return window / 2; }
+  /** Frames fetched on each side of t: the engine's temporal context (3r + 2). The solver
+   *  compares a frame with its W = 2r + 1 neighbours, but its fit of the slowly varying part of
+   *  the correction reaches further; with this context a render equals a whole-clip restore. */
+  int context() const { return 3 * radius() + 2; }
 };
 
 struct Instance {
@@ -312,7 +316,7 @@ bool source_range(Instance &inst, double *first, double *last) {
   return true;
 }
 
-/** The window t−r…t+r, clipped to the source clip's frame range. */
+/** The frames t−c…t+c, clipped to the source clip's frame range. */
 void window_range(Instance &inst, double time, int radius, double *first, double *last) {
   *first = time - radius;
   *last = time + radius;
@@ -329,7 +333,7 @@ OfxStatus frames_needed(OfxImageEffectHandle effect, OfxPropertySetHandle in, Of
   double time = 0;
   g_props->propGetDouble(in, kOfxPropTime, 0, &time);
   double range[2];
-  window_range(*inst, time, settings_at(*inst, time).radius(), &range[0], &range[1]);
+  window_range(*inst, time, settings_at(*inst, time).context(), &range[0], &range[1]);
   std::string name = std::string(kOfxImageClipPropFrameRangePrefix) + kOfxImageEffectSimpleSourceClipName;
   return g_props->propSetDoubleN(out, name.c_str(), 2, range);
 }
@@ -477,7 +481,7 @@ OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle in) {
                      : s.output == OutputMode::BlotchMask ? "mask"
                                                           : "flicker"};
   double first = time, last = time;
-  window_range(*inst, time, s.radius(), &first, &last);
+  window_range(*inst, time, s.context(), &first, &last);
   std::vector<std::pair<int64_t, uint64_t>> prints;
   for (double t = std::ceil(first); t <= last; t += 1.0) {
     OfxImage image;

@@ -25,7 +25,7 @@ from ofxdriver import Build, EngineEnv, Host, build  # noqa: E402
 
 from dfdb.bench.synth import degrade, make_scene  # noqa: E402
 from dfdb.params import Params  # noqa: E402
-from dfdb.restorer import Restorer  # noqa: E402
+from dfdb.restorer import Restorer, context_frames  # noqa: E402
 from dfdb_bridge import Client  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("c++") is None,
@@ -53,11 +53,12 @@ def levels8(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
     return np.abs(a.astype(np.float64) - b.astype(np.float64)) * scale
 
 
-def reference_window(clip: np.ndarray, t: int, radius: int, dtype: str, **overrides) -> np.ndarray:
-    """What the engine computes for frame t from the window t−r…t+r (clipped to the clip): a
-    fresh Restorer per window, as the server does."""
-    lo, hi = max(0, t - radius), min(len(clip) - 1, t + radius)
+def reference_window(clip: np.ndarray, t: int, dtype: str, **overrides) -> np.ndarray:
+    """What the engine computes for frame t from the frames t−c…t+c the plug-in fetches (c = 3r + 2,
+    clipped to the clip): a fresh Restorer per window, as the server does."""
     params = Params.from_preset("fast", **{**PLUGIN_PARAMS, **overrides})
+    context = context_frames(params.radius)
+    lo, hi = max(0, t - context), min(len(clip) - 1, t + context)
     return to_depth(Restorer(params).restore_window(clip[lo:hi + 1], t - lo).image, dtype)
 
 
@@ -158,14 +159,16 @@ def test_describes_itself_as_an_editor_expects(built, engine_env):
         assert not [ln for ln in loaded.lines + info.lines if ln.startswith("# refused")]
 
 
-def test_frames_needed_region_and_identity(built, engine_env, scene, tmp_path):
-    path, frames = clip_file(tmp_path, scene, "u8")
+def test_frames_needed_region_and_identity(built, engine_env, tmp_path):
+    # The context is t−c…t+c with c = 3r + 2 (8 for W = 5, 5 for W = 3), clipped to the clip.
+    long_clip = np.repeat(make_scene("static", frames=1, height=HEIGHT, width=WIDTH, seed=1), 20, axis=0)
+    path, frames = clip_file(tmp_path, long_clip, "u8")
     with open_instance(built, engine_env, path) as host:
-        assert host.cmd("needed 2").result == "0 4"
-        assert host.cmd("needed 0").result == "0 2"
-        assert host.cmd("needed 4").result == "2 4"
+        assert host.cmd("needed 10").result == "2 18"
+        assert host.cmd("needed 0").result == "0 8"
+        assert host.cmd("needed 19").result == "11 19"
         assert host.cmd("set window 3").ok
-        assert host.cmd("needed 2").result == "1 3"
+        assert host.cmd("needed 10").result == "5 15"
         assert host.cmd("rod 1").result == f"0 0 {WIDTH} {HEIGHT}"
         assert host.cmd("set strength 0").ok
         reply = host.cmd(f"render 1 {tmp_path / 'id.npy'}")
@@ -185,24 +188,25 @@ def test_output_equals_the_engine_on_the_same_window(built, shared_env, scene, t
         for t in times:
             out = render(host, t, tmp_path / f"out{t}.npy")
             assert out.dtype == DTYPES[dtype] and out.shape == frames[t].shape
-            expected = reference_window(frames, t, 2, dtype)
+            expected = reference_window(frames, t, dtype)
             diff = levels8(out, expected, dtype)
             assert diff.max() <= 1.0, f"frame {t}: max difference {diff.max():.3f} levels"
             assert np.sqrt(np.mean(diff ** 2)) < 0.05
             assert not np.array_equal(out, frames[t])  # it did restore something
 
 
-def test_output_matches_whole_clip_restore(built, shared_env, scene, tmp_path):
-    """Against the file pipeline (whole clip, chunked), where the plug-in's window t−r…t+r holds
-    the same frames as the whole clip: within 0.5 levels RMS at 8 bits. (Nearer the ends the
-    plug-in's window is shorter than the file pipeline's context, and the solutions differ.)"""
-    path, frames = clip_file(tmp_path, scene, "u8")
+def test_output_matches_whole_clip_restore(built, shared_env, tmp_path):
+    """Against the file pipeline (whole clip, chunked) on a clip longer than the plug-in's
+    context: within 0.5 levels RMS at 8 bits, at the ends and in the middle."""
+    length = 16
+    clean = make_scene("pan", frames=length, height=HEIGHT, width=WIDTH, seed=3)
+    path, frames = clip_file(tmp_path, degrade(clean, "old_film", seed=5).frames, "u8")
     whole = list(Restorer(Params.from_preset("fast", **PLUGIN_PARAMS)).process(frames))
-    middle = FRAMES // 2
     with open_instance(built, shared_env, path) as host:
-        out = render(host, middle, tmp_path / "w.npy")
-    rms = float(np.sqrt(np.mean(levels8(out, to_depth(whole[middle].image, "u8"), "u8") ** 2)))
-    assert rms <= 0.5, f"{rms:.3f} levels RMS"
+        for t in (0, 4, 8, length - 1):
+            out = render(host, t, tmp_path / f"w{t}.npy")
+            rms = float(np.sqrt(np.mean(levels8(out, to_depth(whole[t].image, "u8"), "u8") ** 2)))
+            assert rms <= 0.5, f"frame {t}: {rms:.3f} levels RMS"
 
 
 def test_rgba_alpha_untouched_and_debug_outputs(built, shared_env, scene, tmp_path):
@@ -211,7 +215,7 @@ def test_rgba_alpha_untouched_and_debug_outputs(built, shared_env, scene, tmp_pa
         out = render(host, 2, tmp_path / "rgba.npy")
         assert out.shape == (HEIGHT, WIDTH, 4)
         np.testing.assert_array_equal(out[..., 3], frames[2][..., 3])
-        expected = reference_window(frames, 2, 1, "u16", window=3)
+        expected = reference_window(frames, 2, "u16", window=3)
         assert levels8(out[..., :3], expected[..., :3], "u16").max() <= 1.0
 
         assert host.cmd("set output 1").ok  # Blotch mask
@@ -233,7 +237,7 @@ def test_row_bytes_of_either_sign_and_padding(built, shared_env, scene, tmp_path
     path, frames = clip_file(tmp_path, scene, "f32")
     with open_instance(built, shared_env, path, "set window 3", f"layout {layout}") as host:
         out = render(host, 1, tmp_path / "l.npy")
-    expected = reference_window(frames, 1, 1, "f32", window=3)
+    expected = reference_window(frames, 1, "f32", window=3)
     assert levels8(out, expected, "f32").max() <= 1.0
 
 
@@ -243,7 +247,7 @@ def test_render_scale(built, shared_env, scene, tmp_path):
         out = render(host, 2, tmp_path / "half.npy")
     assert out.shape == (HEIGHT // 2, WIDTH // 2, 3)
     proxy = np.ascontiguousarray(frames[:, 1::2, 1::2])  # the host's nearest-pixel proxy images
-    expected = reference_window(proxy, 2, 1, "u8", window=3)
+    expected = reference_window(proxy, 2, "u8", window=3)
     assert levels8(out, expected, "u8").max() <= 1.0
 
 
@@ -255,7 +259,7 @@ def test_parallel_renders_on_several_threads(built, shared_env, scene, tmp_path)
         results = dict(ln.split(" ", 2)[1:] for ln in reply.lines if ln.startswith("r "))
         assert all(r.startswith("ok") for r in results.values()), results
     for t in range(FRAMES):
-        expected = reference_window(frames, t, 1, "u8", window=3)
+        expected = reference_window(frames, t, "u8", window=3)
         assert levels8(np.load(tmp_path / f"par_{t}.npy"), expected, "u8").max() <= 1.0
 
 
@@ -270,13 +274,14 @@ def test_starts_the_engine_when_none_answers(built, engine_env, scene, tmp_path)
         assert any("started the dfdb engine" in m for m in reply.messages if m.startswith("OfxMessageLog"))
         assert engine_env.engine_pid() is not None
         again = host.cmd(f"render 2 {tmp_path / 'b.npy'}")
-        assert again.ok and not again.messages  # the second render reuses the running engine
+        assert again.ok and not again.messages, (again.result, again.messages)  # reuses the running engine
 
 
 def test_engine_killed_between_renders(built, engine_env, scene, tmp_path):
     path, _ = clip_file(tmp_path, scene, "u8")
     with open_instance(built, engine_env, path, "set window 3") as host:
-        assert host.cmd(f"render 1 {tmp_path / 'a.npy'}", timeout=180).ok
+        first = host.cmd(f"render 1 {tmp_path / 'a.npy'}", timeout=180)
+        assert first.ok, (first.result, first.messages)
         # Killed, and no engine can be started: the render fails cleanly, with a message.
         engine_env.kill_engine()
         assert host.cmd(f"setenv DFDB_ENGINE {tmp_path / 'missing-dfdb'}").ok
@@ -285,7 +290,8 @@ def test_engine_killed_between_renders(built, engine_env, scene, tmp_path):
         assert failed.errors() and "missing-dfdb" in failed.errors()[0]
         # The engine can be started again: the next render recovers.
         assert host.cmd(f"setenv DFDB_ENGINE {engine_env.launcher}").ok
-        assert host.cmd(f"render 2 {tmp_path / 'b.npy'}", timeout=180).ok
+        again = host.cmd(f"render 2 {tmp_path / 'b.npy'}", timeout=180)
+        assert again.ok, (again.result, again.messages)
         # Killed while an engine can be started: recovered within the same render.
         engine_env.kill_engine()
         recovered = host.cmd(f"render 3 {tmp_path / 'c.npy'}", timeout=180)
@@ -385,7 +391,7 @@ class FakeEngine:
                     conn.sendall(_frame(msgpack.packb({
                         "op": "hello", "id": req["id"], "protocol": 1, "engine": "fake",
                         "capabilities": ["inline", "mask", "flicker"], "devices": ["cpu"],
-                        "limits": {"max_message": 1 << 28, "max_window": 9}})))
+                        "limits": {"max_message": 1 << 28, "max_window": 29}})))
                 else:
                     conn.sendall(self.reply(req))
         except OSError:

@@ -45,13 +45,17 @@ from .model import grid_edges, restore
 
 @dataclass(frozen=True)
 class Weights:
-    """The λ's of E and the Huber threshold δ (intensity units)."""
+    """The λ's of E and the Huber threshold δ (intensity units).
 
-    lambda_s: float
+    ``lambda_s`` and ``delta`` are either one value or one per frame, (T,): the blotch
+    threshold follows each frame's own noise level.
+    """
+
+    lambda_s: float | torch.Tensor
     lambda_r: float
     lambda_p: float
     lambda_0: float
-    delta: float
+    delta: float | torch.Tensor
 
 
 @dataclass
@@ -98,6 +102,18 @@ class Problem:
         """K: 1 for a luma correction, C for a per-channel one."""
         return self.y.shape[1]
 
+    def blotch_lambda(self) -> float | torch.Tensor:
+        """λ_S at each blotch pixel of the support, (n_s,), or one value."""
+        return self.per_frame(self.weights.lambda_s, self.frame_of_points()[self.s_point])
+
+    def frame_of_points(self) -> torch.Tensor:
+        """(n,) long: the frame t of each sample point."""
+        return self.own[:, 0] // (self.grid[0] * self.grid[1])
+
+    def per_frame(self, value: float | torch.Tensor, frames: torch.Tensor) -> float | torch.Tensor:
+        """A scalar, or a per-frame (T,) value looked up at ``frames``."""
+        return value[frames] if isinstance(value, torch.Tensor) else value
+
 
 def fields_at(g: torch.Tensor, h: torch.Tensor, nodes: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid fields g, h (T, K, Gy, Gx) evaluated at points, ((..., K), (..., K)).
@@ -112,7 +128,7 @@ def fields_at(g: torch.Tensor, h: torch.Tensor, nodes: torch.Tensor, phi: torch.
     return both[..., :k], both[..., k:]
 
 
-def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+def huber(r: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
     """ρ_δ(r): r²/2 for |r| ≤ δ, δ(|r| − δ/2) beyond; convex, smooth, ρ'' ≤ 1."""
     a = r.abs()
     return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
@@ -136,12 +152,15 @@ def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> t
 def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
     """Σ_t mean_x O_t ρ_δ(r_t): temporal consistency along motion (mean over K too)."""
     r = residual(g, h, s, p)
-    return (p.q.unsqueeze(1) * huber(r, p.weights.delta)).sum() / p.planes
+    delta = p.per_frame(p.weights.delta, p.frame_of_points())
+    if isinstance(delta, torch.Tensor):
+        delta = delta.unsqueeze(1)
+    return (p.q.unsqueeze(1) * huber(r, delta)).sum() / p.planes
 
 
 def sparsity_term(s: torch.Tensor, p: Problem) -> torch.Tensor:
     """λ_S Σ_t mean_x |S_t|: blotches are sparse."""
-    return p.weights.lambda_s * s.abs().sum() / (p.size[0] * p.size[1])
+    return (p.blotch_lambda() * s.abs()).sum() / (p.size[0] * p.size[1])
 
 
 def smoothness_term(g: torch.Tensor, h: torch.Tensor, p: Problem) -> torch.Tensor:

@@ -29,7 +29,7 @@ from .model import restore, upsample
 from .objective import Problem, Weights, residual
 from .problem import assemble
 from .params import Params
-from .solver import Schedule, Variables, autotune, fista, lipschitz, preconditioner
+from .solver import Schedule, Variables, autotune, fista
 
 #: Weight of the neighbours at distance |k| = 1, 2, ... for each radius r (normalised later).
 NEIGHBOUR_WEIGHTS = {1: (1.0,), 2: (0.7, 0.3), 3: (0.5, 0.3, 0.2), 4: (0.4, 0.3, 0.2, 0.1)}
@@ -81,6 +81,11 @@ def _frame(index: int, key: Hashable, image: np.ndarray) -> _Frame:
     return _Frame(index, key, image, feature, thumbnail(feature))
 
 
+def context_frames(radius: int) -> int:
+    """Frames of context on each side of a frame, 3r + 2 (see :attr:`Restorer.margin`)."""
+    return 3 * radius + 2
+
+
 def offsets(radius: int) -> list[int]:
     """Temporal offsets k of the neighbours, −r…−1, 1…r (the J axis of the problem)."""
     return [k for k in range(-radius, radius + 1) if k]
@@ -112,13 +117,19 @@ def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tenso
     return b / b.sum(1, keepdim=True)
 
 
-def noise_level(r: torch.Tensor) -> float:
-    """Robust σ of the residual (n, K) at the sample points (MAD × 1.4826), from a fixed subsample."""
-    vals = r.mean(1)
-    if vals.numel() == 0:
-        return 0.0
-    step = max(1, vals.numel() // 200_000)
-    return float(vals[::step].abs().median()) * 1.4826
+def noise_levels(r: torch.Tensor, frame: torch.Tensor, frames: int) -> torch.Tensor:
+    """Robust σ_t of the residual (n, K) at each frame's sample points (MAD × 1.4826), (T,).
+
+    Per frame, so that a frame's blotch threshold depends on that frame and its neighbours
+    only, not on the chunk it was solved in (and grain may change from shot to shot).
+    """
+    vals = r.mean(1).abs()
+    out = torch.zeros(frames, dtype=r.dtype, device=r.device)
+    for t in range(frames):
+        mine = vals[frame == t]
+        if mine.numel():
+            out[t] = mine.median() * 1.4826
+    return out
 
 
 class Restorer:
@@ -134,12 +145,15 @@ class Restorer:
         self._flow = FlowEstimator(params.flow_preset, params.flow_scale)
         self._flows: dict[tuple[Hashable, Hashable], tuple[np.ndarray, np.ndarray]] = {}
         self._schedule: Schedule | None = None
-        self._lips: dict[tuple, float] = {}
 
     @property
     def margin(self) -> int:
-        """Context frames solved on each side of a chunk and discarded."""
-        return 2 * self.params.radius + 2
+        """Context frames solved on each side of a chunk and discarded: 3r + 2.
+
+        The fit of the slow part of the correction reaches a few windows beyond a frame; with
+        this context a frame's result changes by less than half an 8-bit level when more
+        frames are added on either side (chunk size, or the plug-in's window)."""
+        return context_frames(self.params.radius)
 
     # ---------------------------------------------------------------- public API
     def process(
@@ -154,11 +168,13 @@ class Restorer:
         shot, shot_start, next_core, done = 0, 0, 0, 0
         self._flows.clear()
 
-        def emit(end: int) -> Iterator[RestoredFrame]:
+        def emit(upto: int, available: int) -> Iterator[RestoredFrame]:
+            """Solve and yield the chunks of the current shot up to frame ``upto`` (exclusive),
+            with context up to ``available`` (the frames buffered, or the shot's end)."""
             nonlocal next_core, done, buffer
-            while next_core < end:
-                core_end = min(next_core + chunk, end)
-                lo, hi = max(shot_start, next_core - margin), min(end, core_end + margin)
+            while next_core < upto:
+                core_end = min(next_core + chunk, upto)
+                lo, hi = max(shot_start, next_core - margin), min(available, core_end + margin)
                 ctx = [f for f in buffer if lo <= f.index < hi]
                 if cancel is not None and cancel():
                     raise Cancelled("restoration cancelled")
@@ -178,7 +194,7 @@ class Restorer:
             if last is not None and (f.image.shape != last.image.shape):
                 raise InputError(f"frame {i} has shape {f.image.shape}, the clip started with {last.image.shape}")
             if last is not None and is_cut(last.thumb, f.thumb):
-                yield from emit(i)
+                yield from emit(i, i)
                 shot, shot_start, next_core = shot + 1, i, i
                 buffer = []
                 f.cut = True
@@ -186,9 +202,9 @@ class Restorer:
             buffer.append(f)
             last = f
             if i + 1 >= next_core + chunk + margin:
-                yield from emit(next_core + chunk)
+                yield from emit(next_core + chunk, i + 1)
         if last is not None:
-            yield from emit(last.index + 1)
+            yield from emit(last.index + 1, last.index + 1)
 
     def restore_window(self, frames: np.ndarray | Sequence[np.ndarray], target: int,
                        keys: Sequence[Hashable] | None = None) -> RestoredFrame:
@@ -273,11 +289,11 @@ class Restorer:
                       delta=FIRST_PASS_DELTA)
         with torch.no_grad():
             problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother)
-            first = fista(problem, Schedule.default(p.iterations).to(dev), lip=self._lipschitz("fields", problem))
+            first = fista(problem, Schedule.default(p.iterations).to(dev))
             if not p.flicker:
                 first = Variables.identity(problem)
-            sigma = noise_level(residual(first.g, first.h, first.s, problem))
-        lam_s = max(BLOTCH_SIGMAS * sigma, BLOTCH_FLOOR) / p.sensitivity
+            sigma = noise_levels(residual(first.g, first.h, first.s, problem), problem.frame_of_points(), t)
+        lam_s = (BLOTCH_SIGMAS * sigma).clamp(min=BLOTCH_FLOOR) / p.sensitivity  # (T,) per frame
         if not p.blotches:
             return self._finish(ctx, core, colour, first.g, first.h, none, flows, valid, nb, features)
         with torch.no_grad():
@@ -285,34 +301,25 @@ class Restorer:
             x0 = restore(y, gain, offset).mean(1, keepdim=True)
             x0_nb = torch.stack([restore(y_nb[:, i], gain[nb[:, i]], offset[nb[:, i]]).mean(1, keepdim=True) for i in range(j)], 1)
             present = (nb != torch.arange(t, device=dev)[:, None]).view(t, j, 1, 1, 1)
-            support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s)
+            support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s.view(t, 1, 1, 1, 1))
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
             problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother, support)
-        lip = self._lipschitz("joint", problem)
-        schedule = self._schedule_for(problem, lip)
+        schedule = self._schedule_for(problem)
         with torch.no_grad():
             start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
-            v = fista(problem, schedule, start, lip=lip)
+            v = fista(problem, schedule, start)
             if not p.flicker:
                 v = Variables(first.g, first.h, v.s)
             s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
         repaired = blotch.dilate(s_plane != 0, getattr(self, "_dilate", 1))
         return self._finish(ctx, core, colour, v.g, v.h, repaired, flows, valid, nb, features)
 
-    def _lipschitz(self, stage: str, problem: Problem) -> float:
-        """L of the preconditioned problem, estimated on the clip's first chunk and reused."""
-        key = (stage, problem.planes, problem.grid)
-        if key not in self._lips:
-            with torch.no_grad():
-                self._lips[key] = lipschitz(problem, preconditioner(problem), Variables.identity(problem))
-        return self._lips[key]
-
-    def _schedule_for(self, problem: Problem, lip: float) -> Schedule:
+    def _schedule_for(self, problem: Problem) -> Schedule:
         """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""
         if not self.params.autotune:
             return Schedule.default(self.params.iterations).to(self.device)
         if self._schedule is None:
-            self._schedule = autotune(problem, self.params.iterations, lip)
+            self._schedule = autotune(problem, self.params.iterations)
         return self._schedule
 
     def _finish(self, ctx, core, colour, g, h, repaired, flows, valid, nb, features) -> list[RestoredFrame]:
