@@ -20,6 +20,10 @@ import torch.nn.functional as F
 from .flow import warp
 
 
+#: Extra fraction of the threshold for pixels whose valid neighbours all lie on one side in time.
+ONE_SIDED_EXTRA = 1.0
+
+
 def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, threshold: float) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
 
@@ -27,7 +31,7 @@ def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, th
     frame t (each corrected with its own fields); valid_nb: (T, J, 1, H, W) bool. A pixel
     qualifies when at least two neighbours are valid and it is brighter than the brightest
     (or darker than the darkest) pixel of every valid neighbour's 3×3 window by more than
-    ``threshold``. The 3×3 range absorbs sub-pixel misregistration at edges, where a sharp
+    ``threshold`` (T, 1, 1, 1, 1) or a number. The 3×3 range absorbs sub-pixel misregistration at edges, where a sharp
     edge in frame t meets a slightly shifted or interpolated edge in its neighbours.
     """
     t, j, _, h, w = x0_nb.shape
@@ -35,9 +39,15 @@ def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, th
     hi = F.max_pool2d(flat, 3, stride=1, padding=1).view(t, j, 1, h, w)
     lo = -F.max_pool2d(-flat, 3, stride=1, padding=1).view(t, j, 1, h, w)
     x = x0.unsqueeze(1)
+    half = j // 2  # offsets are ordered −r…−1, 1…r
+    before, after = valid_nb[:, :half].any(1), valid_nb[:, half:].any(1)
+    # Seen from one side only (a shot's first or last frames, one-sided occlusion), an
+    # appearing or vanishing object can look impulsive: ask for a clearer difference there.
+    one_sided = before ^ after
+    threshold = threshold * (1.0 + ONE_SIDED_EXTRA * one_sided.float())
     yes = torch.ones_like(valid_nb)
-    above = torch.where(valid_nb, x - hi > threshold, yes).all(1)
-    below = torch.where(valid_nb, lo - x > threshold, yes).all(1)
+    above = torch.where(valid_nb, x - hi > threshold.unsqueeze(1), yes).all(1)
+    below = torch.where(valid_nb, lo - x > threshold.unsqueeze(1), yes).all(1)
     return (above | below) & (valid_nb.sum(1) >= 2)
 
 
@@ -50,7 +60,7 @@ def footprint(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor,
     out = torch.zeros(t, 1, h, w, dtype=torch.bool, device=flows.device)
     for k in range(j):
         moved = warp(support[nb[:, k]].float(), flows[:, k]) > 0
-        out |= moved & (weights[:, k] > 0)
+        out |= moved & (weights[:, k] != 0)
     return out
 
 
@@ -82,7 +92,7 @@ def warp_map(
         for dy, dx, bw in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
             col = lookup[base + (y0 + dy).clamp(max=h - 1) * w + (x0 + dx).clamp(max=w - 1)]
             val = wk * bw
-            keep = (col >= 0) & (val > 0)
+            keep = (col >= 0) & (val != 0)
             rows_all.append(rows[keep])
             cols_all.append(col[keep])
             vals_all.append(val[keep])

@@ -42,9 +42,17 @@ def flicker_invariant(y: np.ndarray, sigma: float = 6.0) -> np.ndarray:
     return np.clip(centred / std * 40.0 + 128.0, 0, 255).astype(np.uint8)
 
 
+#: Flow is never computed on fewer columns than this, whatever the scale asks.
+MIN_FLOW_WIDTH = 192
+
+
 @dataclass
 class FlowEstimator:
-    """DIS optical flow at a fraction of the resolution (flow is smooth; cost falls as scale²)."""
+    """DIS optical flow at a fraction of the resolution (flow is smooth; cost falls as scale²).
+
+    Small frames are not scaled below ``MIN_FLOW_WIDTH`` columns: there the detail that the
+    flow needs would be lost, and the cost is small anyway.
+    """
 
     preset: str = "fast"
     scale: float = 0.5
@@ -55,8 +63,9 @@ class FlowEstimator:
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Flow (H, W, 2) float32 from feature image ``a`` to ``b`` (both uint8, H×W)."""
         h, w = a.shape
-        if self.scale < 1.0:
-            size = (max(8, round(w * self.scale)), max(8, round(h * self.scale)))
+        scale = max(self.scale, min(1.0, MIN_FLOW_WIDTH / w))
+        if scale < 1.0:
+            size = (max(8, round(w * scale)), max(8, round(h * scale)))
             a_s = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
             b_s = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
             flow = self._dis.calc(a_s, b_s, None)

@@ -68,24 +68,26 @@ def assemble(
     t, k, h, w = y.shape
     j = nb.shape[1]
     dev = y.device
-    valid = weights.sum(1) > 0  # (T, 1, H, W)
+    valid = (weights != 0).any(1)  # (T, 1, H, W): frames with a residual of their own there
     touched = torch.zeros_like(valid)
     if support is not None and bool(support.any()):
-        footprint = blotch.footprint(support, flows, weights, nb)
-        touched = (support | footprint) & valid
+        # S enters its own frame's residual and, through the warps, its neighbours'; a pixel of
+        # a shot's first or last frame may have only the latter (its own weight is 0).
+        touched = support | (blotch.footprint(support, flows, weights, nb) & valid)
     else:
         support = torch.zeros_like(valid)
-    points = (lattice(t, (h, w), lattice_stride((h, w)), dev) | touched) & valid
+    points = (lattice(t, (h, w), lattice_stride((h, w)), dev) & valid) | touched
     idx = points.reshape(-1).nonzero().squeeze(1)
     point_of = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
     point_of[idx] = torch.arange(idx.numel(), device=dev)
     frame, pix = idx // (h * w), idx % (h * w)
 
+    exact = touched & valid
     n_valid = valid.reshape(t, -1).sum(1).float()
-    n_touched = touched.reshape(t, -1).sum(1).float()
-    n_lattice = (points & ~touched).reshape(t, -1).sum(1).float().clamp(min=1)
-    q_lattice = (n_valid - n_touched) / (h * w) / n_lattice
-    q = torch.where(touched.reshape(-1)[idx], torch.full_like(frame, 1, dtype=y.dtype) / (h * w), q_lattice[frame])
+    n_exact = exact.reshape(t, -1).sum(1).float()
+    n_lattice = (points & valid & ~touched).reshape(t, -1).sum(1).float().clamp(min=1)
+    q_lattice = (n_valid - n_exact) / (h * w) / n_lattice
+    q = torch.where(touched.reshape(-1)[idx], exact.reshape(-1)[idx].to(y.dtype) / (h * w), q_lattice[frame])
 
     corner, phi = basis_at(pix // w, pix % w, (h, w), grid)
     nodes = grid[0] * grid[1]

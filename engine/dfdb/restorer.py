@@ -35,7 +35,7 @@ from .solver import Schedule, Variables, autotune, fista
 NEIGHBOUR_WEIGHTS = {1: (1.0,), 2: (0.7, 0.3), 3: (0.5, 0.3, 0.2), 4: (0.4, 0.3, 0.2, 0.1)}
 #: Blotch threshold λ_S in units of the residual's noise level σ, and its floor (intensity).
 BLOTCH_SIGMAS = 5.0
-BLOTCH_FLOOR = 4.0 / 255.0
+BLOTCH_FLOOR = 10.0 / 255.0
 #: A pixel is a blotch candidate when it differs from every neighbour by this fraction of λ_S.
 CANDIDATE_FRACTION = 0.8
 #: Huber threshold of the first, S-free pass (intensity units).
@@ -95,19 +95,17 @@ def temporal_weights(valid: torch.Tensor, radius: int) -> torch.Tensor:
     """w_{t,k}(x) (T, J, 1, H, W) from neighbour validity (T, J, 1, H, W) bool.
 
     Symmetric pairs (−k, +k) that are both valid share the weight of distance |k|; the weights
-    are renormalised over the valid pairs so Σ_k w = 1 and a linear ramp has zero residual.
-    Where no pair is valid (a shot's first frames, one-sided occlusion) the valid neighbours
-    of one side are used instead.
+    are renormalised over the valid pairs, so Σ_k w = 1 and Σ_k w·k = 0: a linear ramp in time
+    has zero residual. Where no pair is valid (a shot's first and last frames, one-sided
+    occlusion) the residual is left out: any one-sided prediction either penalises a fade or
+    extrapolates with negative weights. Those frames are still corrected, as the neighbours in
+    their neighbours' residuals.
     """
     ks = offsets(radius)
     beta = torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in ks], dtype=torch.float32, device=valid.device)
-    beta = beta.view(1, -1, 1, 1, 1)
-    mirror = [ks.index(-k) for k in ks]
     v = valid.float()
-    pair = v * v[:, mirror]
-    wp, ws = beta * pair, beta * v
-    sp, ss = wp.sum(1, keepdim=True), ws.sum(1, keepdim=True)
-    return torch.where(sp > 0, wp / sp.clamp(min=1e-12), torch.where(ss > 0, ws / ss.clamp(min=1e-12), torch.zeros_like(ws)))
+    wp = beta.view(1, -1, 1, 1, 1) * v * v[:, [ks.index(-k) for k in ks]]
+    return wp / wp.sum(1, keepdim=True).clamp(min=1e-12)
 
 
 def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tensor:
@@ -301,7 +299,7 @@ class Restorer:
             x0 = restore(y, gain, offset).mean(1, keepdim=True)
             x0_nb = torch.stack([restore(y_nb[:, i], gain[nb[:, i]], offset[nb[:, i]]).mean(1, keepdim=True) for i in range(j)], 1)
             present = (nb != torch.arange(t, device=dev)[:, None]).view(t, j, 1, 1, 1)
-            support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s.view(t, 1, 1, 1, 1))
+            support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s.view(t, 1, 1, 1))
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
             problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother, support)
         schedule = self._schedule_for(problem)

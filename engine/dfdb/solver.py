@@ -63,30 +63,30 @@ class Variables:
 def preconditioner(p: Problem) -> Variables:
     """Diagonal of ∇²f (Jacobi), per unknown: the scale each coordinate is stepped in.
 
-    For control point j of frame t: Σ over the frame's sample points of q·φ_j·c² times
-    (1 + Σ_k w_k²) for the residuals of the neighbours it also enters, with c = Y − μ for the
-    gain and 1 for the offset; plus the regularisers' diagonals. For a blotch pixel:
-    (1 + Σ w²)/N.
+    Control point j of frame t enters its own residuals with coefficient φ_j·c and its
+    neighbours' residuals with w_k·φ_j·c (c = Y − μ for the gain, 1 for the offset): the
+    diagonal is Σ q·φ_j·c² over the former plus Σ q·w_k²·φ_j·c² over the latter, plus the
+    regularisers' diagonals. A blotch pixel's is (1 + Σ w²)/N.
     """
     t, k = p.frames, p.planes
     gy, gx = p.grid
     nodes = gy * gx
-    spread = 1.0 + (p.w**2).sum(1)
-    flat = p.own.reshape(-1)
-    weight = (p.q * spread).unsqueeze(1) * p.phi  # (n, 4)
+    own = (p.q.unsqueeze(1) * p.phi).unsqueeze(2)  # (n, 4, 1)
+    nbr = (p.q.unsqueeze(1) * p.w.pow(2)).unsqueeze(2) * p.phi.unsqueeze(1)  # (n, J, 4)
 
-    def collect(c2: torch.Tensor) -> torch.Tensor:
-        vals = (weight.unsqueeze(2) * c2.unsqueeze(1)).reshape(-1, k)
-        return torch.zeros(t * nodes, k, dtype=p.y.dtype, device=p.y.device).index_add(0, flat, vals)
+    def collect(c_own: torch.Tensor, c_nbr: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(t * nodes, k, dtype=p.y.dtype, device=p.y.device)
+        out = out.index_add(0, p.own.reshape(-1), (own * c_own.unsqueeze(1)).reshape(-1, k))
+        return out.index_add(0, p.nbr.reshape(-1), (nbr.unsqueeze(3) * c_nbr.unsqueeze(2)).reshape(-1, k))
 
     edges = (gy - 1) * gx + gy * (gx - 1)
     reg = (4.0 * p.weights.lambda_r / edges if edges else 0.0) + 2.0 * (p.weights.lambda_p + p.weights.lambda_0) / nodes
     shape = lambda d: (d / k + reg).clamp(min=1e-6).view(t, nodes, k).transpose(1, 2).reshape(t, k, gy, gx)  # noqa: E731
-    dg = shape(collect((p.y - PIVOT).pow(2)))
-    dh = shape(collect(torch.ones_like(p.y)))
+    dg = shape(collect((p.y - PIVOT).pow(2), (p.y_nb - PIVOT).pow(2)))
+    dh = shape(collect(torch.ones_like(p.y), torch.ones_like(p.y_nb)))
     ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=p.y.dtype, device=p.y.device)
     if p.s_point.numel():
-        ds = ds * spread[p.s_point]
+        ds = ds * (1.0 + (p.w**2).sum(1))[p.s_point]
     return Variables(dg, dh, ds)
 
 

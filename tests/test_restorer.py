@@ -1,0 +1,156 @@
+"""Behaviour of the in-memory engine on synthetic clips with known flicker and blotches.
+
+Margins are wide enough for noise, tight enough that a broken model fails: each test states
+what the restorer must do to a clip whose truth is known.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfdb import Params, Restorer
+from dfdb.bench.synth import degrade, make_scene
+from dfdb.errors import InputError
+
+H, W = 72, 96
+
+
+def run(frames: np.ndarray, **overrides) -> list:
+    return list(Restorer(Params(**overrides)).process(frames))
+
+
+def images(outs) -> np.ndarray:
+    return np.stack([o.image for o in outs])
+
+
+def masks(outs) -> np.ndarray:
+    return np.stack([o.mask for o in outs]) > 0
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+def flicker_index(x: np.ndarray, clean: np.ndarray) -> float:
+    """Temporal std of the mean luma error over a 4×4 grid of regions, averaged."""
+    err = x.mean(-1) - clean.mean(-1)
+    t, h, w = err.shape
+    cells = [err[:, i * h // 4:(i + 1) * h // 4, j * w // 4:(j + 1) * w // 4].mean((1, 2)).std()
+             for i in range(4) for j in range(4)]
+    return float(np.mean(cells))
+
+
+@pytest.fixture(scope="module")
+def pan_old_film():
+    clean = make_scene("pan", 20, H, W, seed=11)
+    return clean, degrade(clean, "old_film", seed=12)
+
+
+@pytest.fixture(scope="module")
+def pan_old_film_restored(pan_old_film):
+    return run(pan_old_film[1].frames)
+
+
+def test_flicker_is_removed(pan_old_film, pan_old_film_restored):
+    clean, d = pan_old_film
+    out = images(pan_old_film_restored)
+    assert flicker_index(out, clean) < 0.5 * flicker_index(d.frames, clean)
+    assert psnr(out, clean) > psnr(d.frames, clean) + 4.0
+
+
+def test_blotches_are_repaired(pan_old_film, pan_old_film_restored):
+    clean, d = pan_old_film
+    out, found = images(pan_old_film_restored), masks(pan_old_film_restored)
+    inside = d.blotch_mask
+    # 72×96 frames: at benchmark sizes the error left inside blotches is about half of this.
+    assert np.abs(out - clean)[inside].mean() < 0.5 * np.abs(d.frames - clean)[inside].mean()
+    precision = (found & inside).sum() / max(1, found.sum())
+    recall = (found & inside).sum() / inside.sum()
+    assert precision > 0.6 and recall > 0.6, (precision, recall)
+
+
+def test_global_flicker_on_a_still_scene():
+    clean = np.repeat(make_scene("static", 1, H, W, seed=3), 16, axis=0)
+    gains = np.array([1.0, 0.85, 1.12, 0.9, 1.08, 0.95, 1.15, 0.88] * 2, np.float32)
+    flickering = np.clip(clean * gains[:, None, None, None], 0, 1)
+    out = images(run(flickering, grid=(1, 1), blotches=False))
+    means = out.mean((1, 2, 3))
+    assert means.std() < 0.25 * flickering.mean((1, 2, 3)).std()
+
+
+def test_a_fade_is_kept():
+    """A linear fade is not flicker: brightness must follow it, not be flattened."""
+    clean = make_scene("fade", 24, H, W, seed=4)
+    out = images(run(clean))
+    ramp_in, ramp_out = clean.mean((1, 2, 3)), out.mean((1, 2, 3))
+    assert ramp_in[0] - ramp_in[-1] > 0.15  # the scene does fade
+    assert np.abs(ramp_out - ramp_in).max() < 0.01
+
+
+def test_clean_moving_objects_are_not_repaired():
+    clean = make_scene("objects", 16, H, W, seed=5)
+    d = degrade(clean, "flicker_only", seed=6)
+    found = masks(run(d.frames))
+    assert found.mean() < 0.003, f"{found.mean():.4%} of the pixels repaired on flicker-only footage"
+
+
+def test_a_cut_is_detected_and_not_crossed():
+    clip = make_scene("cut", 20, H, W, seed=7)
+    d = degrade(clip, "old_film", seed=8).frames
+    outs = run(d)
+    assert [o.index for o in outs if o.stats["cut"]] == [10]
+    assert [o.stats["shot"] for o in outs] == [0] * 10 + [1] * 10
+    # The second shot restored on its own gives the same frames: nothing leaked across the cut.
+    alone = images(run(d[10:]))
+    np.testing.assert_allclose(images(outs)[10:], alone, atol=1e-6)
+
+
+def test_result_does_not_depend_on_the_chunk_size():
+    clean = make_scene("objects", 40, H, W, seed=5)
+    d = degrade(clean, "old_film", seed=6).frames
+    a, b = images(run(d, chunk=8)), images(run(d, chunk=32))
+    rms_levels = float(np.sqrt(np.mean((a - b) ** 2)) * 255)
+    assert rms_levels < 0.5, f"chunk 8 vs 32 differ by {rms_levels:.3f} 8-bit levels RMS"
+
+
+def test_strength_zero_is_identity_and_alpha_passes(pan_old_film):
+    frames = pan_old_film[1].frames[:8]
+    alpha = np.linspace(0, 1, H * W, dtype=np.float32).reshape(1, H, W, 1).repeat(8, 0)
+    rgba = np.concatenate([frames, alpha], -1)
+    outs = run(rgba, strength=0.0)
+    np.testing.assert_allclose(images(outs), rgba, atol=1e-6)
+    outs = run(rgba)
+    np.testing.assert_array_equal(images(outs)[..., 3:], alpha)
+
+
+def test_integer_input_and_window_api(pan_old_film):
+    frames = (pan_old_film[1].frames[:9] * 255).round().astype(np.uint8)
+    r = Restorer(Params.from_preset("fast"))
+    one = r.restore_window(frames, 4)
+    assert one.index == 4 and one.image.dtype == np.float32 and one.image.shape == (H, W, 3)
+    assert 0.0 <= one.image.min() and one.image.max() <= 1.0
+    with pytest.raises(InputError, match="outside the window"):
+        r.restore_window(frames, 9)
+
+
+def test_frames_of_another_size_are_refused():
+    a = np.zeros((H, W, 3), np.float32)
+    b = np.zeros((H + 2, W, 3), np.float32)
+    with pytest.raises(InputError, match="frame 1 has shape"):
+        run([a, b])
+
+
+@pytest.mark.parametrize("preset,gain_db", [("fast", 2.0), ("best", 3.0)])
+def test_presets_restore(preset, gain_db, pan_old_film):
+    clean, d = pan_old_film
+    out = images(list(Restorer(Params.from_preset(preset)).process(d.frames)))
+    assert psnr(out, clean) > psnr(d.frames, clean) + gain_db
+
+
+def test_per_channel_and_autotune(pan_old_film):
+    clean, d = pan_old_film
+    frames = d.frames[:12]
+    per_channel = images(run(frames, per_channel=True))
+    tuned = images(run(frames, autotune=True, iterations=6))
+    for out in (per_channel, tuned):
+        assert psnr(out, clean[:12]) > psnr(frames, clean[:12]) + 3.0
