@@ -51,14 +51,13 @@ class FlowEstimator:
     """DIS optical flow at a fraction of the resolution (flow is smooth; cost falls as scale²).
 
     Small frames are not scaled below ``MIN_FLOW_WIDTH`` columns: there the detail that the
-    flow needs would be lost, and the cost is small anyway.
+    flow needs would be lost, and the cost is small anyway. OpenCV's DIS object carries state
+    from one call to the next, so each pair gets a fresh one: a pair's flow must not depend on
+    which pairs were matched before it (chunking, render order).
     """
 
     preset: str = "fast"
     scale: float = 0.5
-
-    def __post_init__(self) -> None:
-        self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Flow (H, W, 2) float32 from feature image ``a`` to ``b`` (both uint8, H×W)."""
@@ -68,12 +67,15 @@ class FlowEstimator:
             size = (max(8, round(w * scale)), max(8, round(h * scale)))
             a_s = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
             b_s = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
-            flow = self._dis.calc(a_s, b_s, None)
+            flow = self._dis().calc(a_s, b_s, None)
             flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
             flow[..., 0] *= w / size[0]
             flow[..., 1] *= h / size[1]
             return flow
-        return self._dis.calc(a, b, None)
+        return self._dis().calc(a, b, None)
+
+    def _dis(self) -> cv2.DISOpticalFlow:
+        return cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
 
 
 def sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

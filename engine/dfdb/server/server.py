@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,10 @@ from .sessions import FrameInfo, SessionStore
 log = logging.getLogger("dfdb.server")
 
 DEFAULT_CACHE_MB = 2048
+
+
+#: Clip sessions whose Restorer (and its flows) the engine keeps.
+RESTORERS = 8
 
 
 @dataclass
@@ -134,6 +139,10 @@ class Engine:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._socket_ino: int | None = None
+        # One Restorer per (clip, params): it keeps the flows between the clip's frames, keyed
+        # by (time, version), so overlapping windows match each pair of frames once.
+        self._restorers: OrderedDict[tuple, tuple[Any, threading.Lock]] = OrderedDict()
+        self._restorers_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, on_ready: Callable[[Address], None] | None = None) -> None:
@@ -275,6 +284,9 @@ class Engine:
                 await conn.reply(codec.error(rid, err.code, err.message))
                 return True
             self.sessions.close(clip)
+            with self._restorers_lock:
+                for key in [k for k in self._restorers if k[0] == clip]:
+                    del self._restorers[key]
             await conn.reply({"op": "closed", "id": rid, "clip": clip})
         elif op == "shutdown":
             await conn.reply({"op": "bye", "id": rid})
@@ -367,17 +379,33 @@ class Engine:
             return wire.encode({"op": "need", "id": rid, "clip": req.clip, "times": missing})
         return Plan(req, images, infos, key, started)
 
-    def _solve(self, plan: Plan) -> tuple[RestoredFrame, float]:
-        """Solver thread: restore the target from the held window.
+    def _restorer(self, clip: str, params: Any) -> tuple[Any, threading.Lock]:
+        """The clip's Restorer for these params (at most ``RESTORERS`` kept, least recent out).
 
-        A fresh Restorer per window: a Restorer keeps per-clip state (e.g. its Lipschitz
-        estimate) from the first window it sees, and a frame's result must not depend on the
-        order in which a host asks for frames."""
+        With autotune a Restorer keeps the schedule tuned on the first window it sees, which
+        would make a frame's result depend on the order frames are asked for: a fresh one then.
+        """
         from ..restorer import Restorer  # imports torch: only when the first frame is solved
 
+        if params.autotune:
+            return Restorer(params), threading.Lock()
+        key = (clip, params)
+        with self._restorers_lock:
+            if key not in self._restorers:
+                self._restorers[key] = (Restorer(params), threading.Lock())
+                while len(self._restorers) > RESTORERS:
+                    self._restorers.popitem(last=False)
+            self._restorers.move_to_end(key)
+            return self._restorers[key]
+
+    def _solve(self, plan: Plan) -> tuple[RestoredFrame, float]:
+        """Solver thread: restore the target from the held window (flows reused across windows)."""
         req = plan.request
         t0 = time.perf_counter()
-        rf = Restorer(req.params).restore_window(plan.images, req.times.index(req.target))
+        restorer, lock = self._restorer(req.clip, req.params)
+        keys = [(t, info.version) for t, info in zip(req.times, plan.infos)]
+        with lock:
+            rf = restorer.restore_window(plan.images, req.times.index(req.target), keys=keys)
         solve_ms = (time.perf_counter() - t0) * 1000.0
         self.sessions.put_result(plan.key, rf)
         return rf, solve_ms
