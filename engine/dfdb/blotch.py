@@ -35,9 +35,7 @@ def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, th
     edge in frame t meets a slightly shifted or interpolated edge in its neighbours.
     """
     t, j, _, h, w = x0_nb.shape
-    flat = x0_nb.reshape(t * j, 1, h, w)
-    hi = F.max_pool2d(flat, 3, stride=1, padding=1).view(t, j, 1, h, w)
-    lo = -F.max_pool2d(-flat, 3, stride=1, padding=1).view(t, j, 1, h, w)
+    hi, lo = window_max(x0_nb), -window_max(-x0_nb)
     x = x0.unsqueeze(1)
     half = j // 2  # offsets are ordered −r…−1, 1…r
     before, after = valid_nb[:, :half].any(1), valid_nb[:, half:].any(1)
@@ -49,6 +47,18 @@ def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, th
     above = torch.where(valid_nb, x - hi > threshold.unsqueeze(1), yes).all(1)
     below = torch.where(valid_nb, lo - x > threshold.unsqueeze(1), yes).all(1)
     return (above | below) & (valid_nb.sum(1) >= 2)
+
+
+def window_max(x: torch.Tensor) -> torch.Tensor:
+    """Maximum over each pixel's 3×3 window of (..., H, W), edges replicated (separable)."""
+    def along(v: torch.Tensor, dim: int) -> torch.Tensor:
+        n = v.shape[dim]
+        if n < 2:
+            return v
+        prev = torch.cat([v.narrow(dim, 0, 1), v.narrow(dim, 0, n - 1)], dim)
+        nxt = torch.cat([v.narrow(dim, 1, n - 1), v.narrow(dim, n - 1, 1)], dim)
+        return torch.maximum(v, torch.maximum(prev, nxt))
+    return along(along(x, -1), -2)
 
 
 def footprint(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from . import blotch
 from .objective import Problem, Weights
 
 #: Lattice points per frame for the smooth part of the data term.
-LATTICE_POINTS = 12_000
+LATTICE_POINTS = 3_000
 
 
 def lattice_stride(size: tuple[int, int], points: int = LATTICE_POINTS) -> int:
