@@ -38,6 +38,8 @@ BLOTCH_SIGMAS = 5.0
 BLOTCH_FLOOR = 10.0 / 255.0
 #: A pixel is a blotch candidate when it differs from every neighbour by this fraction of λ_S.
 CANDIDATE_FRACTION = 0.8
+#: The repair covers the blotch layer's support dilated by this many pixels: the soft rim.
+RIM_PIXELS = 1
 #: Huber threshold of the first, S-free pass (intensity units).
 FIRST_PASS_DELTA = 0.04
 
@@ -244,7 +246,6 @@ class Restorer:
         flows = np.zeros((t, len(ks), h, w, 2), np.float32)
         valid = np.zeros((t, len(ks), 1, h, w), bool)
         nb = np.zeros((t, len(ks)), np.int64)
-        dis = FlowEstimator(self.params.flow_preset, self.params.flow_scale) if features is not None else None
         for i in range(t):
             for j, k in enumerate(ks):
                 if not 0 <= i + k < t:
@@ -256,7 +257,7 @@ class Restorer:
                 elif features is None:
                     flows[i, j], valid[i, j, 0] = self._pair_flow(ctx[i], ctx[i + k])
                 else:
-                    fwd, bwd = dis(features[i], features[i + k]), dis(features[i + k], features[i])
+                    fwd, bwd = self._flow(features[i], features[i + k]), self._flow(features[i + k], features[i])
                     flows[i, j], valid[i, j, 0] = fwd, consistent(fwd, bwd)
         dev = self.device
         return torch.from_numpy(flows).to(dev), torch.from_numpy(valid).to(dev), torch.from_numpy(nb).to(dev)
@@ -309,7 +310,7 @@ class Restorer:
             if not p.flicker:
                 v = Variables(first.g, first.h, v.s)
             s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
-        repaired = blotch.dilate(s_plane != 0, getattr(self, "_dilate", 1))
+        repaired = blotch.dilate(s_plane != 0, RIM_PIXELS)
         return self._finish(ctx, core, colour, v.g, v.h, repaired, flows, valid, nb, features)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
