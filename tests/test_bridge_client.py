@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -19,23 +17,6 @@ from dfdb_bridge.errors import BridgeError
 from dfdb_bridge.wire import LIMITS
 
 FAST = {"preset": "fast"}
-
-
-@pytest.fixture()
-def runtime(monkeypatch):
-    """A short private XDG_RUNTIME_DIR (Unix socket paths are limited to ~100 bytes)."""
-    d = tempfile.mkdtemp(prefix="dfdb-t", dir="/tmp")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", d)
-    monkeypatch.setenv("XDG_CONFIG_HOME", os.path.join(d, "config"))
-    monkeypatch.delenv("DFDB_ENGINE_ADDRESS", raising=False)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture()
-def engine(runtime):
-    with EngineThread(Config(default_address(), cache_bytes=64 << 20)) as eng:
-        yield eng
 
 
 @pytest.fixture(scope="module")

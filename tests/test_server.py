@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,23 +26,6 @@ from dfdb_bridge.shm import Segment
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"preset": "fast"}
-
-
-@pytest.fixture()
-def runtime(monkeypatch):
-    d = tempfile.mkdtemp(prefix="dfdb-s", dir="/tmp")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", d)
-    monkeypatch.setenv("XDG_STATE_HOME", os.path.join(d, "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", os.path.join(d, "config"))
-    monkeypatch.delenv("DFDB_ENGINE_ADDRESS", raising=False)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture()
-def engine(runtime):
-    with EngineThread(Config(default_address(), cache_bytes=64 << 20)) as eng:
-        yield eng
 
 
 @pytest.fixture(scope="module")
