@@ -24,15 +24,6 @@ def upsample(field: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(field, size=size, mode="bilinear", align_corners=True)
 
 
-def node_area(grid: tuple[int, int], size: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
-    """Fraction of the frame each control point's basis function covers, (Gy, Gx), sums to 1.
-
-    a_j = mean_x φ_j(x). It sets the per-node curvature of the data term, hence the step sizes.
-    """
-    eye = torch.eye(grid[0] * grid[1], device=device).view(-1, 1, *grid)
-    return upsample(eye, size).mean(dim=(-2, -1)).view(grid)
-
-
 #: Intensity the gain pivots around: X̂ = g ⊙ (Y − μ) + μ + h. Centring the gain on mid-grey
 #: makes g and h nearly orthogonal (a gain change no longer shifts the mean), which the
 #: first-order solver needs; it is the same family of corrections as g ⊙ Y + h′ with

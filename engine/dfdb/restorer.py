@@ -240,7 +240,9 @@ class Restorer:
         return self._flows[key]
 
     def _neighbours(self, ctx: list[_Frame], features: list[np.ndarray] | None = None):
-        """Flows (T, J, H, W, 2), validity (T, J, 1, H, W) bool and indices nb (T, J)."""
+        """Flows (T, J, H, W, 2), validity (T, J, 1, H, W) bool and indices nb (T, J).
+
+        A neighbour outside the context is never valid (its nb is the frame itself)."""
         t, (h, w) = len(ctx), ctx[0].image.shape[:2]
         ks = offsets(self.params.radius)
         flows = np.zeros((t, len(ks), h, w, 2), np.float32)
@@ -299,8 +301,7 @@ class Restorer:
             gain, offset = upsample(first.g, (h, w)), upsample(first.h, (h, w))
             x0 = restore(y, gain, offset).mean(1, keepdim=True)
             x0_nb = torch.stack([restore(y_nb[:, i], gain[nb[:, i]], offset[nb[:, i]]).mean(1, keepdim=True) for i in range(j)], 1)
-            present = (nb != torch.arange(t, device=dev)[:, None]).view(t, j, 1, 1, 1)
-            support = blotch.candidates(x0, x0_nb, valid & present, CANDIDATE_FRACTION * lam_s.view(t, 1, 1, 1))
+            support = blotch.candidates(x0, x0_nb, valid, CANDIDATE_FRACTION * lam_s.view(t, 1, 1, 1))
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
             problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother, support)
         schedule = self._schedule_for(problem)
@@ -370,7 +371,7 @@ class Restorer:
             u = flows[ti, j, yi, xi]
             px, py = xi.float() + u[:, 0], yi.float() + u[:, 1]
             blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
-            ok = (valid[ti, j, 0, yi, xi] & (nt != ti) & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
+            ok = (valid[ti, j, 0, yi, xi] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
             value = restore(blotch.sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
             num += ok * value
             den += ok

@@ -194,7 +194,8 @@ def autotune(p: Problem, iterations: int, steps: int = 15, lr: float = 0.15) -> 
             e = objective_after(trial, True)
             opt.zero_grad()
             e.backward()
-        if float(e) < best_e and math.isfinite(float(e)):
-            best_e, best = float(e), Schedule(trial.step.detach().clone(), trial.thresh.detach().clone())
+        value = float(e.detach())
+        if value < best_e and math.isfinite(value):
+            best_e, best = value, Schedule(trial.step.detach().clone(), trial.thresh.detach().clone())
         opt.step()
     return best
