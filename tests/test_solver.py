@@ -30,7 +30,9 @@ def test_a_linear_fade_has_zero_residual():
     ramp = torch.linspace(1.0, 0.4, 10).view(10, 1, 1, 1)
     p = still_problem(base * ramp)
     v = Variables.identity(p)
-    assert residual(v.g, v.h, v.s, p).abs().max() < 1e-5
+    on_lattice, _ = residual(v.g, v.h, v.s, p)
+    counted = p.lattice.q > 0  # frames with a symmetric pair of neighbours
+    assert bool(counted.any()) and on_lattice[counted].abs().max() < 1e-5
 
 
 def test_fista_lowers_the_energy_and_removes_global_flicker():

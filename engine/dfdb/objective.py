@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .linear import LinearMap
 from .model import grid_edges, restore
 
 
@@ -59,60 +60,90 @@ class Weights:
 
 
 @dataclass
+class Lattice:
+    """The smooth part of the data term: the same P lattice pixels in every frame, dense.
+
+    Point axes are (T, P). ``q``: (T, P) quadrature weight (0 where the pixel has no residual
+    of its own or is one of the exact points); ``y``: (T, P, K) observed values; ``y_nb``:
+    (T, P, J, K) the warped neighbours 𝒲_{t,k}(Y_{t+k}) for the J = 2r offsets k = −r…−1, 1…r;
+    ``w``: (T, P, J) the temporal weights; ``basis``: (P, N) the bilinear basis of the N = Gy·Gx
+    control points at each lattice pixel. Because the pixels are the same in every frame, the
+    fields there are one small matrix product per iteration, with no gathers.
+    """
+
+    q: torch.Tensor
+    y: torch.Tensor
+    y_nb: torch.Tensor
+    w: torch.Tensor
+    basis: torch.Tensor
+
+
+@dataclass
+class Pixels:
+    """The data term at full resolution: every pixel where the blotch layer enters it.
+
+    Point axis (n,). ``q``, ``y``, ``y_nb``, ``w`` as in :class:`Lattice`; ``frame``: (n,) the
+    frame of each point; ``own``: (n, 4) long, indices into the flattened (T·N) control points
+    of the four bilinear basis functions non-zero there in its own frame; ``nbr``: (n, J, 4) the
+    same in frame t + k; ``phi``: (n, 4) the basis functions' values.
+
+    At these points the residual is affine in the unknowns, r = G g + H h + c − B s, and is
+    evaluated as such: ``gain_map`` G maps g as (T·N·K,) to (n·K,) (its coefficients carry
+    Y − μ, so each channel has its own), ``offset_map`` H maps h as (T·N, K) to (n, K),
+    ``blotch_map`` B maps s (n_s,) to S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) (n,), and
+    ``constant`` c = μ (1 − Σ_k w_{t,k}) is (n, 1).
+    """
+
+    q: torch.Tensor
+    y: torch.Tensor
+    y_nb: torch.Tensor
+    w: torch.Tensor
+    frame: torch.Tensor
+    own: torch.Tensor
+    nbr: torch.Tensor
+    phi: torch.Tensor
+    gain_map: LinearMap
+    offset_map: LinearMap
+    blotch_map: LinearMap
+    constant: torch.Tensor
+
+
+@dataclass
 class Problem:
     """Everything the objective needs that stays fixed while the solver runs (one chunk).
 
-    The data term lives on n sample points (pixels of the chunk's frames):
-
-    - ``q``: (n,) quadrature weight of each point (Σ over a frame's points of q·ρ approximates
-      mean_x ρ over that frame).
-    - ``y``: (n, K) observed values; ``y_nb``: (n, J, K) the neighbours 𝒲_{t,k}(Y_{t+k}) there,
-      for the J = 2r offsets k = −r…−1, 1…r; ``w``: (n, J) the temporal weights (0 where a
-      neighbour is invalid or missing; Σ_k w = 1).
-    - ``own``: (n, 4) long, indices into the flattened (T·Gy·Gx) control points of the four
-      bilinear basis functions non-zero at the point, in its own frame; ``nbr``: (n, J, 4) the
-      same in frame t + k; ``phi``: (n, 4) the basis functions' values.
-    - blotch layer: ``s_index`` (n_s,) flat indices into (T, H, W) of the pixels where S may be
-      non-zero and ``s_point`` (n_s,) the sample point of each; the warp of S onto the
-      neighbours as triplets: point ``s_rows`` gets ``s_vals · s[s_cols]`` in
-      Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}).
-    - ``smoother``: (T, T) the temporal moving average B (rows sum to 1).
+    The data term is a quadrature over the ``lattice`` and the full-resolution ``pixels``.
+    The blotch layer: ``s_index`` (n_s,) flat indices into (T, H, W) of the pixels where S may
+    be non-zero and ``s_point`` (n_s,) the point of ``pixels`` each one is. ``nb``: (T, J)
+    long, the frame t + k of each neighbour (the frame itself where t + k is outside the
+    chunk; its weight is 0 there).
+    ``smoother``: (T, T) the temporal moving average B (rows sum to 1).
     """
 
     frames: int
     size: tuple[int, int]
     grid: tuple[int, int]
-    q: torch.Tensor
-    y: torch.Tensor
-    y_nb: torch.Tensor
-    w: torch.Tensor
-    own: torch.Tensor
-    nbr: torch.Tensor
-    phi: torch.Tensor
+    lattice: Lattice
+    pixels: Pixels
+    nb: torch.Tensor
     s_index: torch.Tensor
     s_point: torch.Tensor
-    s_rows: torch.Tensor
-    s_cols: torch.Tensor
-    s_vals: torch.Tensor
     smoother: torch.Tensor
     weights: Weights
 
     @property
     def planes(self) -> int:
         """K: 1 for a luma correction, C for a per-channel one."""
-        return self.y.shape[1]
+        return self.lattice.y.shape[-1]
 
     def blotch_lambda(self) -> float | torch.Tensor:
         """λ_S at each blotch pixel of the support, (n_s,), or one value."""
-        return self.per_frame(self.weights.lambda_s, self.frame_of_points()[self.s_point])
+        return per_frame(self.weights.lambda_s, self.pixels.frame[self.s_point])
 
-    def frame_of_points(self) -> torch.Tensor:
-        """(n,) long: the frame t of each sample point."""
-        return self.own[:, 0] // (self.grid[0] * self.grid[1])
 
-    def per_frame(self, value: float | torch.Tensor, frames: torch.Tensor) -> float | torch.Tensor:
-        """A scalar, or a per-frame (T,) value looked up at ``frames``."""
-        return value[frames] if isinstance(value, torch.Tensor) else value
+def per_frame(value: float | torch.Tensor, frames: torch.Tensor) -> float | torch.Tensor:
+    """A scalar, or a per-frame (T,) value looked up at ``frames`` (any shape)."""
+    return value[frames] if isinstance(value, torch.Tensor) else value
 
 
 def fields_at(g: torch.Tensor, h: torch.Tensor, nodes: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,34 +159,51 @@ def fields_at(g: torch.Tensor, h: torch.Tensor, nodes: torch.Tensor, phi: torch.
     return both[..., :k], both[..., k:]
 
 
+def fields_on_lattice(g: torch.Tensor, h: torch.Tensor, basis: torch.Tensor, nb: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """g, h (T, K, Gy, Gx) on the lattice (T, P, K) and in each neighbour frame (T, P, J, K).
+
+    Returns (gain, offset, gain_nb, offset_nb); ``basis`` (P, N), ``nb`` (T, J).
+    """
+    k = g.shape[1]
+    both = torch.matmul(torch.cat([g, h], 1).flatten(2), basis.t()).transpose(1, 2)  # (T, P, 2K)
+    both_nb = both.index_select(0, nb.reshape(-1)).view(*nb.shape, *both.shape[1:]).transpose(1, 2)
+    return both[..., :k], both[..., k:], both_nb[..., :k], both_nb[..., k:]
+
+
+def prediction_error(y: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor, y_nb: torch.Tensor,
+                     gain_nb: torch.Tensor, offset_nb: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) without S: y, gain, offset (..., K); y_nb,
+    gain_nb, offset_nb (..., J, K); w (..., J) → (..., K)."""
+    return restore(y, gain, offset) - (w.unsqueeze(-1) * restore(y_nb, gain_nb, offset_nb)).sum(-2)
+
+
 def huber(r: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
     """ρ_δ(r): r²/2 for |r| ≤ δ, δ(|r| − δ/2) beyond; convex, smooth, ρ'' ≤ 1."""
     a = r.abs()
     return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def blotch_share(s: torch.Tensor, p: Problem) -> torch.Tensor:
-    """S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) at the sample points, (n, 1)."""
-    out = torch.zeros(p.q.numel(), dtype=p.y.dtype, device=p.y.device)
-    out = out.index_add(0, p.s_point, s).index_add(0, p.s_rows, -p.s_vals * s[p.s_cols])
-    return out.unsqueeze(1)
-
-
-def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
-    """r_t = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) at the sample points, (n, K)."""
-    gain, offset = fields_at(g, h, p.own, p.phi)
-    gain_nb, offset_nb = fields_at(g, h, p.nbr, p.phi.unsqueeze(1))
-    predicted = (p.w.unsqueeze(2) * restore(p.y_nb, gain_nb, offset_nb)).sum(1)
-    return restore(p.y, gain, offset) - predicted - blotch_share(s, p)
+def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """r_t = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) on the lattice (T, P, K) and at the pixels (n, K)."""
+    lat, pix = p.lattice, p.pixels
+    gain, offset, gain_nb, offset_nb = fields_on_lattice(g, h, lat.basis, p.nb)
+    on_lattice = prediction_error(lat.y, gain, offset, lat.y_nb, gain_nb, offset_nb, lat.w)
+    k = g.shape[1]
+    at_pixels = (pix.gain_map(g.flatten(2).transpose(1, 2).reshape(-1)).view(-1, k)
+                 + pix.offset_map(h.flatten(2).transpose(1, 2).reshape(-1, k))
+                 + pix.constant - pix.blotch_map(s).unsqueeze(1))
+    return on_lattice, at_pixels
 
 
 def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
     """Σ_t mean_x O_t ρ_δ(r_t): temporal consistency along motion (mean over K too)."""
-    r = residual(g, h, s, p)
-    delta = p.per_frame(p.weights.delta, p.frame_of_points())
-    if isinstance(delta, torch.Tensor):
-        delta = delta.unsqueeze(1)
-    return (p.q.unsqueeze(1) * huber(r, delta)).sum() / p.planes
+    on_lattice, at_pixels = residual(g, h, s, p)
+    frames = torch.arange(p.frames, device=on_lattice.device)
+    delta_lattice = per_frame(p.weights.delta, frames.view(-1, 1, 1))
+    delta_pixels = per_frame(p.weights.delta, p.pixels.frame.unsqueeze(1))
+    total = (p.lattice.q.unsqueeze(-1) * huber(on_lattice, delta_lattice)).sum()
+    total = total + (p.pixels.q.unsqueeze(1) * huber(at_pixels, delta_pixels)).sum()
+    return total / p.planes
 
 
 def sparsity_term(s: torch.Tensor, p: Problem) -> torch.Tensor:

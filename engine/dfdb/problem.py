@@ -12,7 +12,9 @@ import math
 import torch
 
 from . import blotch
-from .objective import Problem, Weights
+from .linear import LinearMap
+from .model import PIVOT
+from .objective import Lattice, Pixels, Problem, Weights
 
 #: Lattice points per frame for the smooth part of the data term.
 LATTICE_POINTS = 3_000
@@ -23,12 +25,13 @@ def lattice_stride(size: tuple[int, int], points: int = LATTICE_POINTS) -> int:
     return max(1, int(math.sqrt(size[0] * size[1] / points)))
 
 
-def lattice(frames: int, size: tuple[int, int], stride: int, device: torch.device) -> torch.Tensor:
-    """(T, 1, H, W) bool: every ``stride``-th pixel in both directions, centred in its cell."""
+def lattice(size: tuple[int, int], stride: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns (P,) of every ``stride``-th pixel in both directions, centred in its cell."""
     h, w = size
-    mask = torch.zeros(h, w, dtype=torch.bool, device=device)
-    mask[stride // 2 :: stride, stride // 2 :: stride] = True
-    return mask.expand(frames, 1, h, w)
+    ys = torch.arange(stride // 2, h, stride, device=device)
+    xs = torch.arange(stride // 2, w, stride, device=device)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return yy.reshape(-1), xx.reshape(-1)
 
 
 def basis_at(yy: torch.Tensor, xx: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,6 +50,13 @@ def basis_at(yy: torch.Tensor, xx: torch.Tensor, size: tuple[int, int], grid: tu
     corner = torch.stack([y0 * gx + x0, y0 * gx + x1, y1 * gx + x0, y1 * gx + x1], 1)
     phi = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], 1)
     return corner, phi
+
+
+def dense_basis(yy: torch.Tensor, xx: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """(P, Gy·Gx) values of every control point's bilinear basis function at pixels (yy, xx)."""
+    corner, phi = basis_at(yy, xx, size, grid)
+    out = torch.zeros(yy.numel(), grid[0] * grid[1], dtype=phi.dtype, device=phi.device)
+    return out.scatter_add_(1, corner, phi)
 
 
 def assemble(
@@ -76,30 +86,77 @@ def assemble(
         touched = support | (blotch.footprint(support, flows, weights, nb) & valid)
     else:
         support = torch.zeros_like(valid)
-    points = (lattice(t, (h, w), lattice_stride((h, w)), dev) & valid) | touched
-    idx = points.reshape(-1).nonzero().squeeze(1)
+    exact = touched & valid
+
+    # The lattice stands for the valid pixels that are not exact points, in equal shares.
+    ly, lx = lattice((h, w), lattice_stride((h, w)), dev)
+    on = (valid & ~touched)[:, 0, ly, lx]  # (T, P)
+    n_valid = valid.reshape(t, -1).sum(1).to(y.dtype)
+    n_exact = exact.reshape(t, -1).sum(1).to(y.dtype)
+    share = (n_valid - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
+    lat = Lattice(
+        q=on.to(y.dtype) * share.unsqueeze(1),
+        y=y[:, :, ly, lx].permute(0, 2, 1),
+        y_nb=y_nb[..., ly, lx].permute(0, 3, 1, 2),
+        w=weights[:, :, 0, ly, lx].permute(0, 2, 1),
+        basis=dense_basis(ly, lx, (h, w), grid).to(y.dtype),
+    )
+
+    idx = touched.reshape(-1).nonzero().squeeze(1)
     point_of = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
     point_of[idx] = torch.arange(idx.numel(), device=dev)
-    frame, pix = idx // (h * w), idx % (h * w)
-
-    exact = touched & valid
-    n_valid = valid.reshape(t, -1).sum(1).float()
-    n_exact = exact.reshape(t, -1).sum(1).float()
-    n_lattice = (points & valid & ~touched).reshape(t, -1).sum(1).float().clamp(min=1)
-    q_lattice = (n_valid - n_exact) / (h * w) / n_lattice
-    q = torch.where(touched.reshape(-1)[idx], exact.reshape(-1)[idx].to(y.dtype) / (h * w), q_lattice[frame])
-
-    corner, phi = basis_at(pix // w, pix % w, (h, w), grid)
+    frame, py, px = idx // (h * w), (idx // w) % h, idx % w
+    corner, phi = basis_at(py, px, (h, w), grid)
     nodes = grid[0] * grid[1]
+    own = frame.unsqueeze(1) * nodes + corner
+    nbr = nb[frame].unsqueeze(2) * nodes + corner.unsqueeze(1)
+    y_pix = y[frame, :, py, px]  # (n, K)
+    y_nb_pix = y_nb[frame, :, :, py, px]  # (n, J, K)
+    w_pix = weights[frame, :, 0, py, px]  # (n, J)
+    phi = phi.to(y.dtype)
     s_index, rows, cols, vals = blotch.warp_map(support, flows, weights, nb, touched)
-    return Problem(
-        frames=t, size=(h, w), grid=grid, q=q.to(y.dtype),
-        y=y.permute(0, 2, 3, 1).reshape(-1, k)[idx],
-        y_nb=y_nb.permute(0, 3, 4, 1, 2).reshape(-1, j, k)[idx],
-        w=weights.permute(0, 3, 4, 1, 2).reshape(-1, j)[idx],
-        own=frame.unsqueeze(1) * nodes + corner,
-        nbr=nb[frame].unsqueeze(2) * nodes + corner.unsqueeze(1),
-        phi=phi.to(y.dtype),
-        s_index=s_index, s_point=point_of[s_index], s_rows=point_of[rows], s_cols=cols, s_vals=vals,
-        smoother=smoother, weights=lam,
+    s_point = point_of[s_index]
+    n, n_s = idx.numel(), s_index.numel()
+    pixels = Pixels(
+        q=exact.reshape(-1)[idx].to(y.dtype) / (h * w), y=y_pix, y_nb=y_nb_pix, w=w_pix, frame=frame,
+        own=own, nbr=nbr, phi=phi,
+        gain_map=gain_map(own, nbr, phi, w_pix, y_pix, y_nb_pix, t * nodes),
+        offset_map=offset_map(own, nbr, phi, w_pix, t * nodes),
+        blotch_map=LinearMap(torch.cat([s_point, point_of[rows]]), torch.cat([torch.arange(n_s, device=dev), cols]),
+                             torch.cat([vals.new_ones(n_s), -vals]), (n, n_s)),
+        constant=PIVOT * (1.0 - w_pix.sum(1, keepdim=True)),
     )
+    return Problem(
+        frames=t, size=(h, w), grid=grid, lattice=lat, pixels=pixels, nb=nb,
+        s_index=s_index, s_point=s_point, smoother=smoother, weights=lam,
+    )
+
+
+def _entries(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor,
+             c: torch.Tensor, c_nb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triplets of the map u ↦ c·u_t(x) − Σ_k w_k c_k·u_{t+k}(x) for a grid field u at n points.
+
+    own (n, 4), nbr (n, J, 4), phi (n, 4), w (n, J); c (n,) and c_nb (n, J) the coefficients.
+    Returns rows (point), cols (flat control point) and values, each (n·4·(1 + J),).
+    """
+    n = own.shape[0]
+    own_vals = phi * c.unsqueeze(1)
+    nbr_vals = -(w * c_nb).unsqueeze(2) * phi.unsqueeze(1)
+    rows = torch.arange(n, device=own.device).unsqueeze(1).expand(n, own.shape[1] + nbr.shape[1] * nbr.shape[2])
+    return rows.reshape(-1), torch.cat([own, nbr.flatten(1)], 1).reshape(-1), torch.cat([own_vals, nbr_vals.flatten(1)], 1).reshape(-1)
+
+
+def offset_map(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor, fields: int) -> LinearMap:
+    """H: h (T·N, K) ↦ h_t(x) − Σ_k w_k h_{t+k}(x) at the n points, (n, K)."""
+    rows, cols, vals = _entries(own, nbr, phi, w, torch.ones_like(phi[:, 0]), torch.ones_like(w))
+    return LinearMap(rows, cols, vals, (own.shape[0], fields))
+
+
+def gain_map(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor, y: torch.Tensor,
+             y_nb: torch.Tensor, fields: int) -> LinearMap:
+    """G: g (T·N·K,) ↦ (Y_t − μ) g_t(x) − Σ_k w_k 𝒲(Y_{t+k} − μ) g_{t+k}(x), (n·K,); y (n, K), y_nb (n, J, K)."""
+    k = y.shape[1]
+    parts = [_entries(own, nbr, phi, w, y[:, c] - PIVOT, y_nb[:, :, c] - PIVOT) for c in range(k)]
+    rows = torch.cat([r * k + c for c, (r, _, _) in enumerate(parts)])
+    cols = torch.cat([col * k + c for c, (_, col, _) in enumerate(parts)])
+    return LinearMap(rows, cols, torch.cat([v for _, _, v in parts]), (own.shape[0] * k, fields * k))

@@ -117,19 +117,15 @@ def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tenso
     return b / b.sum(1, keepdim=True)
 
 
-def noise_levels(r: torch.Tensor, frame: torch.Tensor, frames: int) -> torch.Tensor:
-    """Robust σ_t of the residual (n, K) at each frame's sample points (MAD × 1.4826), (T,).
+def noise_levels(r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Robust σ_t of the lattice residual r (T, P, K) where it counts (q > 0), MAD × 1.4826, (T,).
 
     Per frame, so that a frame's blotch threshold depends on that frame and its neighbours
-    only, not on the chunk it was solved in (and grain may change from shot to shot).
+    only, not on the chunk it was solved in (and grain may change from shot to shot). A frame
+    without residuals (a single-frame shot) gets 0.
     """
-    vals = r.mean(1).abs()
-    out = torch.zeros(frames, dtype=r.dtype, device=r.device)
-    for t in range(frames):
-        mine = vals[frame == t]
-        if mine.numel():
-            out[t] = mine.median() * 1.4826
-    return out
+    vals = torch.where(q > 0, r.mean(2).abs(), torch.full_like(q, float("nan")))
+    return torch.nan_to_num(vals.nanmedian(1).values * 1.4826, nan=0.0)
 
 
 class Restorer:
@@ -293,7 +289,7 @@ class Restorer:
             first = fista(problem, Schedule.default(p.iterations).to(dev))
             if not p.flicker:
                 first = Variables.identity(problem)
-            sigma = noise_levels(residual(first.g, first.h, first.s, problem), problem.frame_of_points(), t)
+            sigma = noise_levels(residual(first.g, first.h, first.s, problem)[0], problem.lattice.q)
         lam_s = (BLOTCH_SIGMAS * sigma).clamp(min=BLOTCH_FLOOR) / p.sensitivity  # (T,) per frame
         if not p.blotches:
             return self._finish(ctx, core, colour, first.g, first.h, none, flows, valid, nb, features)

@@ -56,8 +56,8 @@ class Variables:
 
     @classmethod
     def identity(cls, p: Problem) -> "Variables":
-        g = torch.ones(p.frames, p.planes, *p.grid, dtype=p.y.dtype, device=p.y.device)
-        return cls(g, torch.zeros_like(g), p.y.new_zeros(p.s_index.numel()))
+        g = torch.ones(p.frames, p.planes, *p.grid, dtype=p.lattice.y.dtype, device=p.lattice.y.device)
+        return cls(g, torch.zeros_like(g), g.new_zeros(p.s_index.numel()))
 
 
 def preconditioner(p: Problem) -> Variables:
@@ -71,22 +71,26 @@ def preconditioner(p: Problem) -> Variables:
     t, k = p.frames, p.planes
     gy, gx = p.grid
     nodes = gy * gx
-    own = (p.q.unsqueeze(1) * p.phi).unsqueeze(2)  # (n, 4, 1)
-    nbr = (p.q.unsqueeze(1) * p.w.pow(2)).unsqueeze(2) * p.phi.unsqueeze(1)  # (n, J, 4)
+    lat, pix = p.lattice, p.pixels
+    dtype, dev = lat.y.dtype, lat.y.device
 
-    def collect(c_own: torch.Tensor, c_nbr: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(t * nodes, k, dtype=p.y.dtype, device=p.y.device)
-        out = out.index_add(0, p.own.reshape(-1), (own * c_own.unsqueeze(1)).reshape(-1, k))
-        return out.index_add(0, p.nbr.reshape(-1), (nbr.unsqueeze(3) * c_nbr.unsqueeze(2)).reshape(-1, k))
+    def collect(c: torch.Tensor, c_nb: torch.Tensor, c_pix: torch.Tensor, c_pix_nb: torch.Tensor) -> torch.Tensor:
+        """Σ q·φ·c² over own residuals plus Σ q·w²·φ·c² over the neighbours', (T·N, K)."""
+        own = torch.einsum("tp,tpk,pn->tnk", lat.q, c, lat.basis)
+        seen = torch.einsum("tpj,tpjk,pn->tjnk", lat.q.unsqueeze(2) * lat.w.pow(2), c_nb, lat.basis)
+        out = own.index_add(0, p.nb.reshape(-1), seen.reshape(-1, nodes, k)).reshape(-1, k)
+        out = out.index_add(0, pix.own.reshape(-1), ((pix.q.unsqueeze(1) * pix.phi).unsqueeze(2) * c_pix.unsqueeze(1)).reshape(-1, k))
+        nbr = (pix.q.unsqueeze(1) * pix.w.pow(2)).unsqueeze(2) * pix.phi.unsqueeze(1)  # (n, J, 4)
+        return out.index_add(0, pix.nbr.reshape(-1), (nbr.unsqueeze(3) * c_pix_nb.unsqueeze(2)).reshape(-1, k))
 
     edges = (gy - 1) * gx + gy * (gx - 1)
     reg = (4.0 * p.weights.lambda_r / edges if edges else 0.0) + 2.0 * (p.weights.lambda_p + p.weights.lambda_0) / nodes
     shape = lambda d: (d / k + reg).clamp(min=1e-6).view(t, nodes, k).transpose(1, 2).reshape(t, k, gy, gx)  # noqa: E731
-    dg = shape(collect((p.y - PIVOT).pow(2), (p.y_nb - PIVOT).pow(2)))
-    dh = shape(collect(torch.ones_like(p.y), torch.ones_like(p.y_nb)))
-    ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=p.y.dtype, device=p.y.device)
+    dg = shape(collect((lat.y - PIVOT).pow(2), (lat.y_nb - PIVOT).pow(2), (pix.y - PIVOT).pow(2), (pix.y_nb - PIVOT).pow(2)))
+    dh = shape(collect(torch.ones_like(lat.y), torch.ones_like(lat.y_nb), torch.ones_like(pix.y), torch.ones_like(pix.y_nb)))
+    ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=dtype, device=dev)
     if p.s_point.numel():
-        ds = ds * (1.0 + (p.w**2).sum(1))[p.s_point]
+        ds = ds * (1.0 + (pix.w**2).sum(1))[p.s_point]
     return Variables(dg, dh, ds)
 
 
@@ -130,8 +134,8 @@ def project_box(v: Variables, p: Problem) -> torch.Tensor:
     """s clipped so that X̂ = gY + h − S stays in [0, 1] at its support (luma, mean over K)."""
     if v.s.numel() == 0:
         return v.s
-    i = p.s_point
-    at = restore(p.y[i], *fields_at(v.g, v.h, p.own[i], p.phi[i])).mean(1)
+    i, pix = p.s_point, p.pixels
+    at = restore(pix.y[i], *fields_at(v.g, v.h, pix.own[i], pix.phi[i])).mean(1)
     return torch.minimum(torch.maximum(v.s, at - 1.0), at)
 
 
@@ -176,9 +180,9 @@ def autotune(p: Problem, iterations: int, steps: int = 15, lr: float = 0.15) -> 
 
     Starts from the shipped defaults and keeps them if tuning does not lower E.
     """
-    base = Schedule.default(iterations).to(p.y.device)
-    log_eta = torch.zeros(iterations, device=p.y.device, requires_grad=True)
-    log_tau = torch.zeros(iterations, device=p.y.device, requires_grad=True)
+    base = Schedule.default(iterations).to(p.nb.device)
+    log_eta = torch.zeros(iterations, device=p.nb.device, requires_grad=True)
+    log_tau = torch.zeros(iterations, device=p.nb.device, requires_grad=True)
     opt = torch.optim.Adam([log_eta, log_tau], lr=lr)
 
     def objective_after(schedule: Schedule, create_graph: bool) -> torch.Tensor:
