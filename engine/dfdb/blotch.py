@@ -133,17 +133,26 @@ def spatial_fill(image: torch.Tensor, hole: torch.Tensor, max_sigma: int = 32) -
     """Fill ``hole`` (1, 1, H, W) bool in image (1, C, H, W) by normalised convolution.
 
     The hole is filled from the surrounding valid pixels with box averages of growing size
-    until every hole pixel has support; used where no temporal neighbour can be trusted.
+    until every hole pixel has support; used where no temporal neighbour can be trusted. Only
+    the hole's bounding box, grown by the largest box's reach, is read.
     """
-    known = (~hole).float()
-    out = image.clone()
+    ys, xs = hole[0, 0].nonzero(as_tuple=True)
+    if ys.numel() == 0:
+        return image
+    reach = 2 * max_sigma + 1
+    y0, y1 = max(int(ys.min()) - reach, 0), int(ys.max()) + reach + 1
+    x0, x1 = max(int(xs.min()) - reach, 0), int(xs.max()) + reach + 1
+    crop, todo = image[..., y0:y1, x0:x1], hole[..., y0:y1, x0:x1].clone()
+    known = (~todo).float()
+    filled = crop.clone()
     size = 3
-    todo = hole.clone()
-    while todo.any() and size <= 2 * max_sigma + 1:
-        num = F.avg_pool2d(image * known, size, stride=1, padding=size // 2, count_include_pad=False)
+    while todo.any() and size <= reach:
+        num = F.avg_pool2d(crop * known, size, stride=1, padding=size // 2, count_include_pad=False)
         den = F.avg_pool2d(known, size, stride=1, padding=size // 2, count_include_pad=False)
         ok = todo & (den > 1e-3)
-        out = torch.where(ok, num / den.clamp(min=1e-3), out)
+        filled = torch.where(ok, num / den.clamp(min=1e-3), filled)
         todo = todo & ~ok
         size = size * 2 + 1
+    out = image.clone()
+    out[..., y0:y1, x0:x1] = filled
     return out
