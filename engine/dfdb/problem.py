@@ -65,8 +65,7 @@ def assemble(
     y: (T, K, H, W); y_nb: (T, J, K, H, W); weights: (T, J, 1, H, W); nb: (T, J); flows:
     (T, J, H, W, 2) px.
     """
-    t, k, h, w = y.shape
-    j = nb.shape[1]
+    t, _, h, w = y.shape
     dev = y.device
     valid = (weights != 0).any(1)  # (T, 1, H, W): frames with a residual of their own there
     touched = torch.zeros_like(valid)
@@ -94,9 +93,9 @@ def assemble(
     s_index, rows, cols, vals = blotch.warp_map(support, flows, weights, nb, touched)
     return Problem(
         frames=t, size=(h, w), grid=grid, q=q.to(y.dtype),
-        y=y.permute(0, 2, 3, 1).reshape(-1, k)[idx],
-        y_nb=y_nb.permute(0, 3, 4, 1, 2).reshape(-1, j, k)[idx],
-        w=weights.permute(0, 3, 4, 1, 2).reshape(-1, j)[idx],
+        y=y.flatten(2)[frame, :, pix],
+        y_nb=y_nb.flatten(3)[frame, :, :, pix],
+        w=weights.flatten(3)[frame, :, 0, pix],
         own=frame.unsqueeze(1) * nodes + corner,
         nbr=nb[frame].unsqueeze(2) * nodes + corner.unsqueeze(1),
         phi=phi.to(y.dtype),
