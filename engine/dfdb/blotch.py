@@ -14,6 +14,8 @@ neighbours, or by a spatial fill where no neighbour is valid.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 import torch.nn.functional as F
 
@@ -24,41 +26,51 @@ from .flow import warp
 ONE_SIDED_EXTRA = 1.0
 
 
-def candidates(x0: torch.Tensor, x0_nb: torch.Tensor, valid_nb: torch.Tensor, threshold: float) -> torch.Tensor:
+def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
 
-    x0: (T, 1, H, W) flicker-corrected luma; x0_nb: (T, J, 1, H, W) its neighbours warped onto
-    frame t (each corrected with its own fields); valid_nb: (T, J, 1, H, W) bool. A pixel
-    qualifies when at least two neighbours are valid and it is brighter than the brightest
-    (or darker than the darkest) pixel of every valid neighbour's 3×3 window by more than
-    ``threshold`` (T, 1, 1, 1, 1) or a number. The 3×3 range absorbs sub-pixel misregistration at edges, where a sharp
-    edge in frame t meets a slightly shifted or interpolated edge in its neighbours.
+    x0: (T, 1, H, W) flicker-corrected luma; x0_nb: its J neighbours warped onto frame t (each
+    corrected with its own fields), (T, 1, H, W) each in the order of the offsets, any
+    iterable (a generator keeps one in memory at a time); valid_nb: (T, J, 1, H, W) bool. A
+    pixel qualifies when at least two neighbours are valid and it is brighter than the
+    brightest (or darker than the darkest) pixel of every valid neighbour's 3×3 window by more
+    than ``threshold`` (T, 1, 1, 1) or a number. The 3×3 range absorbs sub-pixel
+    misregistration at edges, where a sharp edge in frame t meets a slightly shifted or
+    interpolated edge in its neighbours.
     """
-    t, j, _, h, w = x0_nb.shape
-    hi, lo = window_max(x0_nb), -window_max(-x0_nb)
-    x = x0.unsqueeze(1)
-    half = j // 2  # offsets are ordered −r…−1, 1…r
+    half = valid_nb.shape[1] // 2  # offsets are ordered −r…−1, 1…r
     before, after = valid_nb[:, :half].any(1), valid_nb[:, half:].any(1)
     # Seen from one side only (a shot's first or last frames, one-sided occlusion), an
     # appearing or vanishing object can look impulsive: ask for a clearer difference there.
-    one_sided = before ^ after
-    threshold = threshold * (1.0 + ONE_SIDED_EXTRA * one_sided.float())
-    yes = torch.ones_like(valid_nb)
-    above = torch.where(valid_nb, x - hi > threshold.unsqueeze(1), yes).all(1)
-    below = torch.where(valid_nb, lo - x > threshold.unsqueeze(1), yes).all(1)
-    return (above | below) & (valid_nb.sum(1) >= 2)
+    threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (before ^ after).float())
+    above, below = torch.ones_like(before), torch.ones_like(before)
+    count = torch.zeros_like(before, dtype=torch.uint8)  # valid neighbours
+    for valid, x_nb in zip(valid_nb.unbind(1), x0_nb, strict=True):
+        above &= ~valid | (x0 - window_max(x_nb) > threshold)
+        below &= ~valid | (window_min(x_nb) - x0 > threshold)
+        count += valid
+    return (above | below) & (count >= 2)
 
 
 def window_max(x: torch.Tensor) -> torch.Tensor:
     """Maximum over each pixel's 3×3 window of (..., H, W), edges replicated (separable)."""
-    def along(v: torch.Tensor, dim: int) -> torch.Tensor:
-        n = v.shape[dim]
-        if n < 2:
-            return v
-        prev = torch.cat([v.narrow(dim, 0, 1), v.narrow(dim, 0, n - 1)], dim)
-        nxt = torch.cat([v.narrow(dim, 1, n - 1), v.narrow(dim, n - 1, 1)], dim)
-        return torch.maximum(v, torch.maximum(prev, nxt))
-    return along(along(x, -1), -2)
+    return _window(x, torch.maximum)
+
+
+def window_min(x: torch.Tensor) -> torch.Tensor:
+    """Minimum over each pixel's 3×3 window of (..., H, W), edges replicated (separable)."""
+    return _window(x, torch.minimum)
+
+
+def _window(x: torch.Tensor, pick: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """``pick`` (torch.maximum or torch.minimum) over each pixel's 3×3 window of (..., H, W)."""
+    h, w = x.shape[-2:]
+    p = F.pad(x.reshape(-1, 1, h, w), (1, 1, 1, 1), mode="replicate")
+    rows = pick(p[..., :-2], p[..., 1:-1])
+    rows = pick(rows, p[..., 2:], out=rows)
+    del p
+    out = pick(rows[..., :-2, :], rows[..., 1:-1, :])
+    return pick(out, rows[..., 2:, :], out=out).view(x.shape)
 
 
 def footprint(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,21 @@ def flicker_invariant(y: np.ndarray, sigma: float = 6.0) -> np.ndarray:
 MIN_FLOW_WIDTH = 192
 
 
+@dataclass(frozen=True)
+class Flow:
+    """A flow t→t+k as it is cached: the field on the grid it was computed on, (h, w, 2)
+    float32 in pixels of that grid, and its validity at the frame's resolution (H, W), packed
+    to one bit per pixel (``np.packbits``). :meth:`unpack` gives both at the frame's resolution."""
+
+    field: np.ndarray
+    valid_bits: np.ndarray
+
+    def unpack(self, flow: np.ndarray, valid: np.ndarray) -> None:
+        """Write the flow (H, W, 2) float32 px and its validity (H, W) bool into ``flow`` and ``valid``."""
+        upscale(self.field, valid.shape, out=flow)
+        valid[...] = np.unpackbits(self.valid_bits, count=valid.size).reshape(valid.shape).view(bool)
+
+
 @dataclass
 class FlowEstimator:
     """DIS optical flow at a fraction of the resolution (flow is smooth; cost falls as scale²).
@@ -59,23 +74,46 @@ class FlowEstimator:
     preset: str = "fast"
     scale: float = 0.5
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Flow (H, W, 2) float32 from feature image ``a`` to ``b`` (both uint8, H×W)."""
-        h, w = a.shape
+    def size(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """(rows, cols) of the grid the flow of H×W frames (``shape``) is computed on."""
+        h, w = shape
         scale = max(self.scale, min(1.0, MIN_FLOW_WIDTH / w))
-        if scale < 1.0:
-            size = (max(8, round(w * scale)), max(8, round(h * scale)))
-            a_s = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
-            b_s = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
-            flow = self._dis().calc(a_s, b_s, None)
-            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-            flow[..., 0] *= w / size[0]
-            flow[..., 1] *= h / size[1]
-            return flow
-        return self._dis().calc(a, b, None)
+        if scale >= 1.0:
+            return h, w
+        return max(8, round(h * scale)), max(8, round(w * scale))
+
+    def match(self, a: np.ndarray, b: np.ndarray) -> tuple[Flow, Flow]:
+        """Flows a→b and b→a between feature images (uint8, H×W).
+
+        The forward–backward consistency is decided at the frame's resolution, where its
+        tolerance is set, on the flows upsampled as :meth:`Flow.unpack` upsamples them.
+        """
+        h, w = self.size(a.shape)
+        small = (a, b) if (h, w) == a.shape else (cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA),
+                                                   cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA))
+        fwd, bwd = self._dis().calc(small[0], small[1], None), self._dis().calc(small[1], small[0], None)
+        fwd_full, bwd_full = upscale(fwd, a.shape), upscale(bwd, a.shape)
+        return (Flow(fwd, np.packbits(consistent(fwd_full, bwd_full))),
+                Flow(bwd, np.packbits(consistent(bwd_full, fwd_full))))
 
     def _dis(self) -> cv2.DISOpticalFlow:
         return cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+
+
+def upscale(flow: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Flow (h, w, 2) float32 in pixels of its grid → (H, W, 2) float32 in pixels of the H×W
+    frame (bilinear, ``cv2.resize``), written into ``out`` when given."""
+    h, w = flow.shape[:2]
+    rows, cols = size
+    if (h, w) == (rows, cols):
+        if out is None:
+            return flow
+        out[...] = flow
+        return out
+    out = cv2.resize(flow, (cols, rows), dst=out, interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= cols / w
+    out[..., 1] *= rows / h
+    return out
 
 
 def sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -93,11 +131,11 @@ def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = 0.75) -> 
     Occluded and dis-occluded pixels and flow failures fail this test.
     """
     h, w = forward.shape[:2]
-    round_trip = forward + sample(backward, forward)
-    err = np.sqrt((round_trip**2).sum(-1))
-    mag = np.sqrt((forward**2).sum(-1))
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    tx, ty = gx + forward[..., 0], gy + forward[..., 1]
+    fx, fy = forward[..., 0], forward[..., 1]
+    tx, ty = fx + np.arange(w, dtype=np.float32), fy + np.arange(h, dtype=np.float32)[:, None]
+    back = cv2.remap(backward, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # = sample(backward, forward)
+    ex, ey = fx + back[..., 0], fy + back[..., 1]  # the round trip
+    err, mag = np.sqrt(ex * ex + ey * ey), np.sqrt(fx * fx + fy * fy)
     inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
     return (err <= tol + 0.05 * mag) & inside
 
@@ -107,13 +145,9 @@ def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
     Differentiable in ``frames``; autograd provides the adjoint (splatting) of the warp.
     """
-    n, _, h, w = frames.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=flow.device, dtype=flow.dtype),
-        torch.arange(w, device=flow.device, dtype=flow.dtype),
-        indexing="ij",
-    )
-    gx = (xs + flow[..., 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[..., 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack([gx, gy], dim=-1)
+    h, w = frames.shape[2:]
+    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
+                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
+    unit = flow.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
+    grid = (flow + torch.stack([xs, ys], dim=-1)).mul_(unit).sub_(1.0)  # grid_sample's coordinates
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=True)

@@ -75,8 +75,7 @@ def assemble(
     y: (T, K, H, W); y_nb: (T, J, K, H, W); weights: (T, J, 1, H, W); nb: (T, J); flows:
     (T, J, H, W, 2) px.
     """
-    t, k, h, w = y.shape
-    j = nb.shape[1]
+    t, _, h, w = y.shape
     dev = y.device
     valid = (weights != 0).any(1)  # (T, 1, H, W): frames with a residual of their own there
     touched = torch.zeros_like(valid)

@@ -23,7 +23,7 @@ import torch
 from . import blotch
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import FlowEstimator, consistent, flicker_invariant, luma, warp
+from .flow import Flow, FlowEstimator, flicker_invariant, luma, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, residual
@@ -105,9 +105,32 @@ def temporal_weights(valid: torch.Tensor, radius: int) -> torch.Tensor:
     """
     ks = offsets(radius)
     beta = torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in ks], dtype=torch.float32, device=valid.device)
-    v = valid.float()
-    wp = beta.view(1, -1, 1, 1, 1) * v * v[:, [ks.index(-k) for k in ks]]
-    return wp / wp.sum(1, keepdim=True).clamp(min=1e-12)
+    wp = (valid & valid[:, [ks.index(-k) for k in ks]]).float().mul_(beta.view(1, -1, 1, 1, 1))
+    return wp.div_(wp.sum(1, keepdim=True).clamp_(min=1e-12))
+
+
+def neighbour_planes(y: torch.Tensor, flows: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+    """𝒲_{t,k}(Y_{t+k}) (T, J, K, H, W): the planes y (T, K, H, W) of the neighbours nb (T, J)
+    warped onto each frame along flows (T, J, H, W, 2) px, one offset at a time."""
+    out = y.new_empty(*nb.shape, *y.shape[1:])
+    for j in range(nb.shape[1]):
+        out[:, j] = warp(y.index_select(0, nb[:, j]), flows[:, j])
+    return out
+
+
+def candidate_support(y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor,
+                      g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx).
+
+    y (T, K, H, W), y_nb (T, J, K, H, W), valid (T, J, 1, H, W), nb (T, J) as in
+    :meth:`Restorer._fit`; threshold (T,) intensity. The corrected neighbour planes are made
+    (fields upsampled for them alone) and go to :func:`blotch.candidates` one at a time.
+    """
+    size = y.shape[-2:]
+    x0 = restore(y, upsample(g, size), upsample(h, size)).mean(1, keepdim=True)
+    x0_nb = (restore(y_nb[:, j], upsample(g[nb[:, j]], size), upsample(h[nb[:, j]], size)).mean(1, keepdim=True)
+             for j in range(nb.shape[1]))
+    return blotch.candidates(x0, x0_nb, valid, threshold.view(-1, 1, 1, 1))
 
 
 def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tensor:
@@ -139,7 +162,7 @@ class Restorer:
         self.params = params
         self.device = resolve_device(params.device)
         self._flow = FlowEstimator(params.flow_preset, params.flow_scale)
-        self._flows: dict[tuple[Hashable, Hashable], tuple[np.ndarray, np.ndarray]] = {}
+        self._flows: dict[tuple[Hashable, Hashable], Flow] = {}  # (key a, key b) → flow a→b
         self._schedule: Schedule | None = None
 
     @property
@@ -225,22 +248,27 @@ class Restorer:
         return out[0]
 
     # ---------------------------------------------------------------- one chunk
-    def _pair_flow(self, a: _Frame, b: _Frame) -> tuple[np.ndarray, np.ndarray]:
-        """Flow a→b and its validity, from the cache or computed with its reverse."""
-        key = (a.key, b.key)
-        if key not in self._flows:
-            fwd = self._flow(a.feature, b.feature)
-            bwd = self._flow(b.feature, a.feature)
-            self._flows[key] = (fwd, consistent(fwd, bwd))
-            self._flows[(b.key, a.key)] = (bwd, consistent(bwd, fwd))
-        return self._flows[key]
+    def _pair_flow(self, a: Hashable, b: Hashable, fa: np.ndarray, fb: np.ndarray,
+                   cache: dict[tuple[Hashable, Hashable], Flow]) -> Flow:
+        """Flow a→b from ``cache``, or matched with its reverse between the features ``fa`` and
+        ``fb`` of the frames keyed a and b."""
+        if (a, b) not in cache:
+            cache[(a, b)], cache[(b, a)] = self._flow.match(fa, fb)
+        return cache[(a, b)]
 
-    def _neighbours(self, ctx: list[_Frame], features: list[np.ndarray] | None = None):
-        """Flows (T, J, H, W, 2), validity (T, J, 1, H, W) bool and indices nb (T, J).
+    def _neighbours(self, ctx: list[_Frame], features: list[np.ndarray] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flows (T, J, H, W, 2) px, validity (T, J, 1, H, W) bool and indices nb (T, J), on the device.
 
-        A neighbour outside the context is never valid (its nb is the frame itself)."""
+        A neighbour outside the context is never valid (its nb is the frame itself, its flow 0).
+        Flows come from the clip's cache or, for ``features`` (the second pass), are matched anew.
+        """
         t, (h, w) = len(ctx), ctx[0].image.shape[:2]
         ks = offsets(self.params.radius)
+        if features is None:
+            keys, feats, cache = [f.key for f in ctx], [f.feature for f in ctx], self._flows
+        else:
+            keys, feats, cache = list(range(t)), features, {}
         flows = np.zeros((t, len(ks), h, w, 2), np.float32)
         valid = np.zeros((t, len(ks), 1, h, w), bool)
         nb = np.zeros((t, len(ks)), np.int64)
@@ -252,11 +280,8 @@ class Restorer:
                 nb[i, j] = i + k
                 if not self.params.motion:
                     valid[i, j, 0] = True
-                elif features is None:
-                    flows[i, j], valid[i, j, 0] = self._pair_flow(ctx[i], ctx[i + k])
                 else:
-                    fwd, bwd = self._flow(features[i], features[i + k]), self._flow(features[i + k], features[i])
-                    flows[i, j], valid[i, j, 0] = fwd, consistent(fwd, bwd)
+                    self._pair_flow(keys[i], keys[i + k], feats[i], feats[i + k], cache).unpack(flows[i, j], valid[i, j, 0])
         dev = self.device
         return torch.from_numpy(flows).to(dev), torch.from_numpy(valid).to(dev), torch.from_numpy(nb).to(dev)
 
@@ -268,38 +293,51 @@ class Restorer:
         return (colour * wts).sum(1, keepdim=True)
 
     def _solve(self, ctx: list[_Frame], core: range, features: list[np.ndarray] | None = None) -> list[RestoredFrame]:
-        p = self.params
-        dev = self.device
-        images = torch.from_numpy(np.stack([f.image for f in ctx])).to(dev)  # (T, H, W, C)
-        colour = images[..., :3].permute(0, 3, 1, 2).contiguous()  # (T, 3|1, H, W)
-        y = self._planes(colour)
-        t, k_planes, h, w = y.shape
+        """Restore the frames ``core`` of the context ``ctx`` (one shot); ``features``: the second pass's.
+
+        The colour frames are stacked twice, for the planes and for the result, rather than
+        held while the chunk is fitted (the fit's working set is the peak of the engine's)."""
         flows, valid, nb = self._neighbours(ctx, features)
-        j = nb.shape[1]
+        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), flows, valid, nb)
+        return self._finish(ctx, core, self._colour(ctx), g, hf, repaired, flows, valid, nb, features)
+
+    def _colour(self, ctx: list[_Frame]) -> torch.Tensor:
+        """The context's colour channels (T, 3|1, H, W) on the device (alpha left out)."""
+        t, (h, w, c) = len(ctx), ctx[0].image.shape
+        colour = torch.empty(t, min(c, 3), h, w, device=self.device)
+        for i, f in enumerate(ctx):
+            colour[i].copy_(torch.from_numpy(f.image[..., :3]).permute(2, 0, 1))
+        return colour
+
+    def _fit(self, y: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """Fit the chunk: corrections g, h (T, K, Gy, Gx), None when neither flicker nor blotches
+        are asked for, and the repaired blotch support (T, 1, H, W) bool.
+
+        y: planes (T, K, H, W); flows, valid, nb from :meth:`_neighbours`.
+        """
+        p = self.params
+        dev = y.device
+        t, _, h, w = y.shape
         none = torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev)
         if not p.flicker and not p.blotches:
-            return self._finish(ctx, core, colour, None, None, none, flows, valid, nb, features)
-        y_nb = warp(y.index_select(0, nb.reshape(-1)), flows.reshape(t * j, h, w, 2)).view(t, j, k_planes, h, w)
-        weights = temporal_weights(valid, p.radius)
-        smoother = moving_average(t, p.radius + 1, dev)
+            return None, None, none
+        y_nb = neighbour_planes(y, flows, nb)
         lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=p.lambda_p * 0.05,
                       delta=FIRST_PASS_DELTA)
         with torch.no_grad():
-            problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother)
+            problem = self._problem(y, y_nb, valid, nb, flows, lam)
             first = fista(problem, Schedule.default(p.iterations).to(dev))
             if not p.flicker:
                 first = Variables.identity(problem)
             sigma = noise_levels(residual(first.g, first.h, first.s, problem)[0], problem.lattice.q)
         lam_s = (BLOTCH_SIGMAS * sigma).clamp(min=BLOTCH_FLOOR) / p.sensitivity  # (T,) per frame
         if not p.blotches:
-            return self._finish(ctx, core, colour, first.g, first.h, none, flows, valid, nb, features)
+            return first.g, first.h, none
         with torch.no_grad():
-            gain, offset = upsample(first.g, (h, w)), upsample(first.h, (h, w))
-            x0 = restore(y, gain, offset).mean(1, keepdim=True)
-            x0_nb = torch.stack([restore(y_nb[:, i], gain[nb[:, i]], offset[nb[:, i]]).mean(1, keepdim=True) for i in range(j)], 1)
-            support = blotch.candidates(x0, x0_nb, valid, CANDIDATE_FRACTION * lam_s.view(t, 1, 1, 1))
+            support = candidate_support(y, y_nb, valid, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
-            problem = assemble(y, y_nb, weights, nb, flows, p.grid, lam, smoother, support)
+            problem = self._problem(y, y_nb, valid, nb, flows, lam, support)
         schedule = self._schedule_for(problem)
         with torch.no_grad():
             start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
@@ -307,8 +345,16 @@ class Restorer:
             if not p.flicker:
                 v = Variables(first.g, first.h, v.s)
             s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
-        repaired = blotch.dilate(s_plane != 0, RIM_PIXELS)
-        return self._finish(ctx, core, colour, v.g, v.h, repaired, flows, valid, nb, features)
+        return v.g, v.h, blotch.dilate(s_plane != 0, RIM_PIXELS)
+
+    def _problem(self, y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, flows: torch.Tensor,
+                 lam: Weights, support: torch.Tensor | None = None) -> Problem:
+        """:func:`assemble` the chunk's problem (shapes as in :meth:`_fit`), with the temporal
+        weights derived from ``valid`` on the spot: they are not held between the two passes."""
+        p = self.params
+        t = y.shape[0]
+        return assemble(y, y_nb, temporal_weights(valid, p.radius), nb, flows, p.grid, lam,
+                        moving_average(t, p.radius + 1, y.device), support)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
         """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""

@@ -227,14 +227,15 @@ RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 WINDOWS = (3, 5, 7)
 
 
-def run_scaling(presets: list[str], device: str, runs: int, work: Path, frames: int = 8,
+def run_scaling(presets: list[str], device: str, runs: int, work: Path, frames: int = 48,
                 resolutions: tuple[tuple[int, int], ...] = RESOLUTIONS, windows: tuple[int, ...] = WINDOWS,
                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """fps and peak memory versus resolution (W = 5) and versus window (first resolution).
 
     Also every requested preset at the first resolution (640×360 by default), and the ffmpeg
     reference chain at every resolution for the ratio. Synthetic panning clips of ``frames``
-    frames.
+    frames: long enough for the steady state of the chunked solve (a clip shorter than a chunk
+    would time a single solve with truncated windows).
     """
     rows: list[dict[str, Any]] = []
     base = main_preset(presets)
