@@ -1,7 +1,8 @@
 """FISTA on the objective of :mod:`dfdb.objective`, unrolled, with per-iteration parameters.
 
 E = f(g, h, S) + λ_S‖S‖₁ with f smooth and convex: each iteration takes a gradient step on f
-(autograd gives the adjoint of the warps and of the grid upsampling), then the proximal step
+(autograd gives the adjoints of the grid interpolation and of the blotch layer's warp; at
+the full-resolution points they are the stored transposes of :mod:`dfdb.linear`), then the proximal step
 of the L1 term (soft-thresholding of S), then projects S so that 0 ≤ X̂ ≤ 1, with Nesterov
 momentum. Steps are preconditioned: each coordinate is scaled by the Jacobi diagonal of ∇²f
 (:func:`preconditioner`) and the step is 1/L with L the largest eigenvalue of the
