@@ -118,9 +118,14 @@ def upscale(flow: np.ndarray, size: tuple[int, int], out: np.ndarray | None = No
 
 def sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """image (H, W[, C]) sampled at x + flow(x), bilinear, border replicated (numpy/OpenCV)."""
+    tx, ty = targets(flow)
+    return cv2.remap(image, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where flow (H, W, 2) px takes each pixel: x + u, y + v, each (H, W) float32."""
     h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return flow[..., 0] + np.arange(w, dtype=np.float32), flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
 
 
 def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = 0.75) -> np.ndarray:
@@ -132,9 +137,9 @@ def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = 0.75) -> 
     """
     h, w = forward.shape[:2]
     fx, fy = forward[..., 0], forward[..., 1]
-    tx, ty = fx + np.arange(w, dtype=np.float32), fy + np.arange(h, dtype=np.float32)[:, None]
-    back = cv2.remap(backward, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # = sample(backward, forward)
+    back = sample(backward, forward)
     ex, ey = fx + back[..., 0], fy + back[..., 1]  # the round trip
+    tx, ty = targets(forward)
     err, mag = np.sqrt(ex * ex + ey * ey), np.sqrt(fx * fx + fy * fy)
     inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
     return (err <= tol + 0.05 * mag) & inside

@@ -46,7 +46,6 @@ class LinearMap:
     """x (m, K) or (m,) ↦ A x for a sparse A (n, m) given by triplets; differentiable in x."""
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> None:
-        self.shape = shape
         keep = vals != 0
         rows, cols, vals = rows[keep], cols[keep], vals[keep]
         self.matrix = csr(rows, cols, vals, shape)
