@@ -47,8 +47,9 @@ def test_dfdb_beats_the_input_by_clear_margins(record: tuple[dict, Path]) -> Non
     assert ours["recall"] is not None and ours["recall"] > 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="not reached yet: on this 128×96 case dfdb balanced measures 27.2 dB "
-                   "against 27.4 dB for ffmpeg deflicker s15 + tmedian r2 (blotch recall at small sizes)")
+@pytest.mark.xfail(strict=True, reason="not reached yet: on this 128×96 case dfdb balanced measures 27.4 dB "
+                   "against 27.4 dB for ffmpeg deflicker s15 + tmedian r2; with every blotch pixel perfect it "
+                   "would be 27.7 dB: what is missing is in the flicker fit)")
 def test_dfdb_beats_the_best_ffmpeg_chain_by_a_clear_margin(record: tuple[dict, Path]) -> None:
     rows = _rows(record[0])
     best_ffmpeg = max(r["psnr"] for r in rows.values() if r["kind"] == "ffmpeg")

@@ -2,75 +2,97 @@
 
 A blotch is impulsive in time: present in one frame, absent at the motion-compensated
 position in every neighbour. S is therefore only allowed on pixels that differ, after the
-flicker correction, from *every* valid neighbour by more than a threshold and with the same
-sign (beyond the 3×3 range of each neighbour, to forgive sub-pixel misregistration). This
-support constraint keeps the problem convex (it restricts S to a subspace), keeps
+flicker correction, from *every* neighbour by more than a threshold and with the same sign
+(beyond the 3×3 range of each valid neighbour, to forgive sub-pixel misregistration; beyond a
+wider range where a blotch has broken the flow and the neighbours are reached by interpolated
+flow). This support constraint keeps the problem convex (it restricts S to a subspace), keeps
 edges of moving objects — which differ from some neighbours but not all, or not with one
 sign — out of the repair, and makes the blotch layer small enough to warp inside the solver.
 
-After the solve, the L1 estimate of S is shrunk; it is *debiased* by replacing each pixel of
-the (slightly dilated) support with the motion-compensated average of its valid, unblotched
-neighbours, or by a spatial fill where no neighbour is valid.
+After the solve, only the :func:`solid` parts of the support are kept (a blotch is a patch,
+not a line or a speck), and the L1 estimate of S, which is shrunk, is *debiased* by replacing
+each pixel of the (slightly dilated) support with the motion-compensated average of its
+usable, unblotched neighbours, or by a spatial fill where there is none.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .flow import warp
+from .flow import fill, warp
 
 
 #: Extra fraction of the threshold for pixels whose valid neighbours all lie on one side in time.
 ONE_SIDED_EXTRA = 1.0
+#: Window radius (px) of the neighbours where the flow is interpolated (see :func:`candidates`).
+WIDE_RADIUS = 3
 
 
-def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor, present_nb: torch.Tensor,
+               threshold: float | torch.Tensor) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
 
     x0: (T, 1, H, W) flicker-corrected luma; x0_nb: its J neighbours warped onto frame t (each
     corrected with its own fields), (T, 1, H, W) each in the order of the offsets, any
-    iterable (a generator keeps one in memory at a time); valid_nb: (T, J, 1, H, W) bool. A
-    pixel qualifies when at least two neighbours are valid and it is brighter than the
-    brightest (or darker than the darkest) pixel of every valid neighbour's 3×3 window by more
-    than ``threshold`` (T, 1, 1, 1) or a number. The 3×3 range absorbs sub-pixel
-    misregistration at edges, where a sharp edge in frame t meets a slightly shifted or
-    interpolated edge in its neighbours.
+    iterable (a generator keeps one in memory at a time); valid_nb: (T, J, 1, H, W) bool, where
+    the flow to the neighbour passed its consistency check; present_nb: same shape, where the
+    neighbour exists and the flow (valid or interpolated) lands inside it; threshold:
+    (T, 1, 1, 1) or a number. A pixel qualifies in one of two ways:
+
+    - at least two neighbours are valid and it is brighter than the brightest (or darker than
+      the darkest) pixel of every valid neighbour's 3×3 window by more than ``threshold``
+      (twice that when the valid neighbours all lie on one side in time). The 3×3 range
+      absorbs sub-pixel misregistration at edges;
+    - the flow is not valid on both sides — a blotch breaks the flow around itself — but every
+      neighbour is present, and it beats every neighbour's (2·:data:`WIDE_RADIUS` + 1)² window
+      by ``threshold``: the wide window absorbs the error of the interpolated flow.
     """
     half = valid_nb.shape[1] // 2  # offsets are ordered −r…−1, 1…r
     before, after = valid_nb[:, :half].any(1), valid_nb[:, half:].any(1)
     # Seen from one side only (a shot's first or last frames, one-sided occlusion), an
     # appearing or vanishing object can look impulsive: ask for a clearer difference there.
-    threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (before ^ after).float())
+    narrow_threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (before ^ after).float())
     above, below = torch.ones_like(before), torch.ones_like(before)
+    wide_above, wide_below = ~(before & after), ~(before & after)
     count = torch.zeros_like(before, dtype=torch.uint8)  # valid neighbours
-    for valid, x_nb in zip(valid_nb.unbind(1), x0_nb, strict=True):
-        above &= ~valid | (x0 - window_max(x_nb) > threshold)
-        below &= ~valid | (window_min(x_nb) - x0 > threshold)
+    for valid, present, x_nb in zip(valid_nb.unbind(1), present_nb.unbind(1), x0_nb, strict=True):
+        above &= ~valid | (x0 - window_max(x_nb, 1) > narrow_threshold)
+        below &= ~valid | (window_min(x_nb, 1) - x0 > narrow_threshold)
         count += valid
-    return (above | below) & (count >= 2)
+        wide_above &= present & (x0 - window_max(x_nb, WIDE_RADIUS) > threshold)
+        wide_below &= present & (window_min(x_nb, WIDE_RADIUS) - x0 > threshold)
+    return ((above | below) & (count >= 2)) | wide_above | wide_below
 
 
-def window_max(x: torch.Tensor) -> torch.Tensor:
-    """Maximum over each pixel's 3×3 window of (..., H, W), edges replicated (separable)."""
-    return _window(x, torch.maximum)
-
-
-def window_min(x: torch.Tensor) -> torch.Tensor:
-    """Minimum over each pixel's 3×3 window of (..., H, W), edges replicated (separable)."""
-    return _window(x, torch.minimum)
-
-
-def _window(x: torch.Tensor, pick: Callable[..., torch.Tensor]) -> torch.Tensor:
-    """``pick`` (torch.maximum or torch.minimum) over each pixel's 3×3 window of (..., H, W)."""
+def window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Maximum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges."""
     h, w = x.shape[-2:]
-    p = F.pad(x.reshape(-1, 1, h, w), (1, 1, 1, 1), mode="replicate")
-    rows = pick(p[..., :-2], p[..., 1:-1])
-    rows = pick(rows, p[..., 2:], out=rows)
-    del p
-    out = pick(rows[..., :-2, :], rows[..., 1:-1, :])
-    return pick(out, rows[..., 2:, :], out=out).view(x.shape)
+    return F.max_pool2d(x.reshape(-1, 1, h, w), 2 * radius + 1, stride=1, padding=radius).view(x.shape)
+
+
+def window_min(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Minimum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges."""
+    return -window_max(-x, radius)
+
+
+def solid(mask: torch.Tensor) -> torch.Tensor:
+    """The connected parts (8-neighbourhood) of ``mask`` (N, 1, H, W) bool that hold a 2×2 block.
+
+    A blotch is a patch; what a misregistered edge or a single noisy pixel leaves in the
+    support is a thin line or a speck, which this drops.
+    """
+    outside = F.pad((~mask).float(), (0, 1, 0, 1), value=1.0)
+    blocks = (F.max_pool2d(outside, 2, stride=1) < 0.5).cpu().numpy()  # top-left corners of 2×2 blocks
+    planes = mask.cpu().numpy()
+    out = np.zeros_like(planes)
+    for i in np.flatnonzero(blocks.any((1, 2, 3))):
+        labels = cv2.connectedComponents(planes[i, 0].astype(np.uint8), connectivity=8)[1]
+        out[i, 0] = np.isin(labels, np.unique(labels[blocks[i, 0]]))
+    return torch.from_numpy(out).to(mask.device)
 
 
 def footprint(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
@@ -141,30 +163,19 @@ def sample_points(frames: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: tor
             + at(y1, x0) * (1 - fx) * fy + at(y1, x1) * fx * fy)
 
 
-def spatial_fill(image: torch.Tensor, hole: torch.Tensor, max_sigma: int = 32) -> torch.Tensor:
-    """Fill ``hole`` (1, 1, H, W) bool in image (1, C, H, W) by normalised convolution.
+def spatial_fill(image: torch.Tensor, hole: torch.Tensor, reach: int = 65) -> torch.Tensor:
+    """Fill ``hole`` (1, 1, H, W) bool in image (1, C, H, W) by :func:`flow.fill`.
 
-    The hole is filled from the surrounding valid pixels with box averages of growing size
-    until every hole pixel has support; used where no temporal neighbour can be trusted. Only
-    the hole's bounding box, grown by the largest box's reach, is read.
+    Used where no temporal neighbour can be trusted. Only the hole's bounding box, grown by
+    ``reach`` px, is read and filled.
     """
     ys, xs = hole[0, 0].nonzero(as_tuple=True)
     if ys.numel() == 0:
         return image
-    reach = 2 * max_sigma + 1
     y0, y1 = max(int(ys.min()) - reach, 0), int(ys.max()) + reach + 1
     x0, x1 = max(int(xs.min()) - reach, 0), int(xs.max()) + reach + 1
-    crop, todo = image[..., y0:y1, x0:x1], hole[..., y0:y1, x0:x1].clone()
-    known = (~todo).float()
-    filled = crop.clone()
-    size = 3
-    while todo.any() and size <= reach:
-        num = F.avg_pool2d(crop * known, size, stride=1, padding=size // 2, count_include_pad=False)
-        den = F.avg_pool2d(known, size, stride=1, padding=size // 2, count_include_pad=False)
-        ok = todo & (den > 1e-3)
-        filled = torch.where(ok, num / den.clamp(min=1e-3), filled)
-        todo = todo & ~ok
-        size = size * 2 + 1
+    crop = image[0, :, y0:y1, x0:x1].permute(1, 2, 0).cpu().numpy()
+    filled = fill(np.ascontiguousarray(crop), hole[0, 0, y0:y1, x0:x1].cpu().numpy())
     out = image.clone()
-    out[..., y0:y1, x0:x1] = filled
+    out[0, :, y0:y1, x0:x1] = torch.from_numpy(filled).permute(2, 0, 1).to(image.device)
     return out

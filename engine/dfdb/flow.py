@@ -2,8 +2,14 @@
 
 Flow is the weakest link of the method (blotches and flicker both break brightness
 constancy), so it is computed on a feature that neither changes: luma normalised by its local
-mean and contrast. Flow from frame t to t+k is a field ``u`` (H, W, 2) in pixels, (dx, dy),
-such that frame_t(x) ≈ frame_{t+k}(x + u(x)).
+mean and contrast. Blotches are taken out of that feature first (:func:`pair_features`): a
+blotch is a strong, textured-looking spot that DIS tries to match, and a few dozen of them in
+a frame drag the flow of large areas around them off course (on real footage half of the
+flow failed its consistency check, far from any blotch). Where the check fails all the same,
+the flow is replaced by one interpolated from the valid flow around it
+(:func:`interpolate_invalid`): the best guess of the motion there, for the tests that allow
+for its error. Flow from frame t to t+k is a field ``u`` (H, W, 2) in pixels, (dx, dy), such
+that frame_t(x) ≈ frame_{t+k}(x + u(x)).
 """
 from __future__ import annotations
 
@@ -42,6 +48,99 @@ def flicker_invariant(y: np.ndarray, sigma: float = 6.0) -> np.ndarray:
     return np.clip(centred / std * 40.0 + 128.0, 0, 255).astype(np.uint8)
 
 
+#: Search radius (px per frame of temporal distance) for the impulses taken out of the flow's
+#: features: above the motion of real footage, so that moving detail (the only texture of a
+#: flat area, often) is not erased as a blotch.
+IMPULSE_RADIUS = 16
+#: Intensity margin of the impulse test (above grain and the local brightness match's error).
+IMPULSE_MARGIN = 0.08
+#: Impulses are grown by this many pixels before they are filled: a blotch's soft rim.
+IMPULSE_RIM = 2
+#: Gaussian σ (px) of the local brightness ratio that matches one frame to the other.
+MATCH_SIGMA = 16.0
+
+
+def impulses(image: np.ndarray, reference: np.ndarray, radius: int, margin: float = IMPULSE_MARGIN) -> np.ndarray:
+    """Pixels of ``image`` that nothing near them in ``reference`` explains, (H, W) bool.
+
+    image, reference: (H, W) float32 luma in [0, 1]. The reference is first scaled by the
+    local brightness ratio of the two (Gaussian of :data:`MATCH_SIGMA` px), which undoes
+    smooth flicker. A pixel is an impulse when it is darker than the darkest (or brighter
+    than the brightest) reference pixel within ``radius`` px by more than ``margin``: no
+    motion up to ``radius`` px can bring it from the reference. Grown by :data:`IMPULSE_RIM`.
+    """
+    ratio = local_mean(image, MATCH_SIGMA) / np.maximum(local_mean(reference, MATCH_SIGMA), 1e-3)
+    matched = reference * np.clip(ratio, 0.5, 2.0)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    found = (image < cv2.erode(matched, kernel) - margin) | (image > cv2.dilate(matched, kernel) + margin)
+    rim = np.ones((2 * IMPULSE_RIM + 1, 2 * IMPULSE_RIM + 1), np.uint8)
+    return cv2.dilate(found.astype(np.uint8), rim) > 0
+
+
+def local_mean(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian mean of ``image`` (H, W) float32 over about ``sigma`` px, computed at 1/(sigma/2)
+    of the resolution (area-downscaled, blurred by σ = 2, upscaled bilinearly): a broad
+    average costs as little as a small one."""
+    h, w = image.shape
+    factor = max(1.0, sigma / 2.0)
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+    small = cv2.GaussianBlur(cv2.resize(image, size, interpolation=cv2.INTER_AREA), (0, 0), sigma / factor)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """``image`` (H, W[, C]) float32 with ``hole`` (H, W) bool filled by normalised convolution.
+
+    Box averages of the known pixels, of growing size (5, 11, 23, … px) until every hole pixel
+    has support: a smooth continuation of the surroundings, for holes whose content is lost.
+    """
+    if not hole.any():
+        return image
+    known = (~hole).astype(np.float32)
+    weighted = image * (known if image.ndim == 2 else known[..., None])
+    out, todo, size = image.copy(), hole.copy(), 5
+    while todo.any() and size < 2 * max(hole.shape) + 5:
+        den = cv2.boxFilter(known, -1, (size, size), normalize=False)
+        num = cv2.boxFilter(weighted, -1, (size, size), normalize=False).reshape(image.shape)
+        ok = todo & (den > 0.5)
+        out[ok] = num[ok] / (den[ok] if image.ndim == 2 else den[ok][:, None])
+        todo &= ~ok
+        size = 2 * size + 1
+    return out
+
+
+def interpolate_invalid(flow: np.ndarray, valid: np.ndarray, factor: int) -> np.ndarray:
+    """``flow`` (h, w, 2) with its invalid pixels (``valid`` (h, w) bool false) replaced by a
+    smooth interpolation of the valid flow around them.
+
+    Flow is smooth, so the interpolation runs at 1/``factor`` of the resolution: the valid
+    flow averaged per cell, cells without any filled by :func:`fill`, upscaled bilinearly.
+    """
+    if valid.all() or not valid.any():
+        return flow
+    h, w = valid.shape
+    size = (max(1, w // factor), max(1, h // factor))
+    weight = cv2.resize(valid.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    total = cv2.resize(flow * valid[..., None], size, interpolation=cv2.INTER_AREA)
+    small = fill(total / np.maximum(weight, 1e-6)[..., None], weight <= 0)
+    return np.where(valid[..., None], flow, cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def pair_features(a: np.ndarray, b: np.ndarray, distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flicker-invariant features (H, W) uint8 of lumas ``a`` and ``b`` with their blotches removed.
+
+    a, b: (H, W) float32 luma of two frames ``distance`` frames apart. Each frame's
+    :func:`impulses` with respect to the other (search radius :data:`IMPULSE_RADIUS` per frame
+    of distance) are filled from their surroundings before the features are computed. The
+    result depends on the pair only, so a pair's flow does not depend on which frames were
+    around it (chunking, render order).
+    """
+    radius = IMPULSE_RADIUS * max(1, abs(distance))
+    a_clean = fill(a, impulses(a, b, radius))
+    b_clean = fill(b, impulses(b, a, radius))
+    return flicker_invariant(a_clean), flicker_invariant(b_clean)
+
+
 #: Flow is never computed on fewer columns than this, whatever the scale asks.
 MIN_FLOW_WIDTH = 192
 
@@ -49,8 +148,9 @@ MIN_FLOW_WIDTH = 192
 @dataclass(frozen=True)
 class Flow:
     """A flow t→t+k as it is cached: the field on the grid it was computed on, (h, w, 2)
-    float32 in pixels of that grid, and its validity at the frame's resolution (H, W), packed
-    to one bit per pixel (``np.packbits``). :meth:`unpack` gives both at the frame's resolution."""
+    float32 in pixels of that grid, interpolated where it is invalid, and its validity at the
+    frame's resolution (H, W), packed to one bit per pixel (``np.packbits``). :meth:`unpack`
+    gives both at the frame's resolution."""
 
     field: np.ndarray
     valid_bits: np.ndarray
@@ -86,18 +186,32 @@ class FlowEstimator:
         """Flows a→b and b→a between feature images (uint8, H×W).
 
         The forward–backward consistency is decided at the frame's resolution, where its
-        tolerance is set, on the flows upsampled as :meth:`Flow.unpack` upsamples them.
+        tolerance is set, on the flows upsampled as :meth:`Flow.unpack` upsamples them; the
+        invalid flow is then interpolated on the flow's own grid.
         """
         h, w = self.size(a.shape)
         small = (a, b) if (h, w) == a.shape else (cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA),
                                                    cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA))
         fwd, bwd = self._dis().calc(small[0], small[1], None), self._dis().calc(small[1], small[0], None)
         fwd_full, bwd_full = upscale(fwd, a.shape), upscale(bwd, a.shape)
-        return (Flow(fwd, np.packbits(consistent(fwd_full, bwd_full))),
-                Flow(bwd, np.packbits(consistent(bwd_full, fwd_full))))
+        ok_fwd, ok_bwd = consistent(fwd_full, bwd_full), consistent(bwd_full, fwd_full)
+        return _cached(fwd, ok_fwd), _cached(bwd, ok_bwd)
 
     def _dis(self) -> cv2.DISOpticalFlow:
         return cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+
+
+#: Cell (frame pixels) of the grid that invalid flow is interpolated on.
+INTERPOLATION_CELL = 4
+
+
+def _cached(field: np.ndarray, valid: np.ndarray) -> Flow:
+    """The :class:`Flow` of ``field`` (h, w, 2) on its grid with validity ``valid`` (H, W) bool
+    at the frame's resolution: invalid flow interpolated on the field's grid, validity packed."""
+    h, w = field.shape[:2]
+    on_grid = valid if valid.shape == (h, w) else cv2.resize(valid.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+    factor = max(1, round(INTERPOLATION_CELL * w / valid.shape[1]))
+    return Flow(interpolate_invalid(field, on_grid, factor), np.packbits(valid))
 
 
 def upscale(flow: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
@@ -135,14 +249,18 @@ def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = 0.75) -> 
     ``tol + 5 %`` of the displacement of where it started, and lands inside the frame.
     Occluded and dis-occluded pixels and flow failures fail this test.
     """
-    h, w = forward.shape[:2]
     fx, fy = forward[..., 0], forward[..., 1]
     back = sample(backward, forward)
     ex, ey = fx + back[..., 0], fy + back[..., 1]  # the round trip
-    tx, ty = targets(forward)
     err, mag = np.sqrt(ex * ex + ey * ey), np.sqrt(fx * fx + fy * fy)
-    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-    return (err <= tol + 0.05 * mag) & inside
+    return (err <= tol + 0.05 * mag) & lands_inside(forward)
+
+
+def lands_inside(flow: np.ndarray) -> np.ndarray:
+    """(H, W) bool: x + flow(x) lies inside the frame, for a flow (H, W, 2) px."""
+    h, w = flow.shape[:2]
+    tx, ty = targets(flow)
+    return (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
 
 
 def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

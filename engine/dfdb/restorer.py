@@ -23,7 +23,7 @@ import torch
 from . import blotch
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, flicker_invariant, luma, warp
+from .flow import Flow, FlowEstimator, flicker_invariant, impulses, lands_inside, luma, pair_features, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, residual
@@ -34,10 +34,12 @@ from .solver import Schedule, Variables, autotune, fista
 #: Weight of the neighbours at distance |k| = 1, 2, ... for each radius r (normalised later).
 NEIGHBOUR_WEIGHTS = {1: (1.0,), 2: (0.7, 0.3), 3: (0.5, 0.3, 0.2), 4: (0.4, 0.3, 0.2, 0.1)}
 #: Blotch threshold λ_S in units of the residual's noise level σ, and its floor (intensity).
-BLOTCH_SIGMAS = 5.0
+BLOTCH_SIGMAS = 3.0
 BLOTCH_FLOOR = 10.0 / 255.0
 #: A pixel is a blotch candidate when it differs from every neighbour by this fraction of λ_S.
 CANDIDATE_FRACTION = 0.8
+#: ...and when no motion of up to this many pixels brings it from the adjacent frames.
+UNEXPLAINED_RADIUS = 4
 #: The repair covers the blotch layer's support dilated by this many pixels: the soft rim.
 RIM_PIXELS = 1
 #: Huber threshold of the first, S-free pass (intensity units).
@@ -71,7 +73,7 @@ class _Frame:
     index: int
     key: Hashable
     image: np.ndarray  # (H, W, C) float32
-    feature: np.ndarray  # (H, W) uint8, flicker-invariant
+    luma: np.ndarray  # (H, W) float32
     thumb: np.ndarray
     shot: int = 0
     cut: bool = False
@@ -79,8 +81,8 @@ class _Frame:
 
 def _frame(index: int, key: Hashable, image: np.ndarray) -> _Frame:
     image = as_float(image)
-    feature = flicker_invariant(luma(image[..., :3]))
-    return _Frame(index, key, image, feature, thumbnail(feature))
+    y = luma(image[..., :3])
+    return _Frame(index, key, image, y, thumbnail(flicker_invariant(y)))
 
 
 def context_frames(radius: int) -> int:
@@ -105,8 +107,14 @@ def temporal_weights(valid: torch.Tensor, radius: int) -> torch.Tensor:
     """
     ks = offsets(radius)
     beta = torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in ks], dtype=torch.float32, device=valid.device)
-    wp = (valid & valid[:, [ks.index(-k) for k in ks]]).float().mul_(beta.view(1, -1, 1, 1, 1))
+    wp = paired(valid).float().mul_(beta.view(1, -1, 1, 1, 1))
     return wp.div_(wp.sum(1, keepdim=True).clamp_(min=1e-12))
+
+
+def paired(valid: torch.Tensor) -> torch.Tensor:
+    """(T, J, 1, H, W) bool: neighbour k and its mirror −k are both valid (offsets ordered
+    −r…−1, 1…r, so the mirror of index j is J−1−j)."""
+    return valid & valid.flip(1)
 
 
 def neighbour_planes(y: torch.Tensor, flows: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
@@ -118,11 +126,11 @@ def neighbour_planes(y: torch.Tensor, flows: torch.Tensor, nb: torch.Tensor) -> 
     return out
 
 
-def candidate_support(y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor,
-                      g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+def candidate_support(y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, present: torch.Tensor,
+                      nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx).
 
-    y (T, K, H, W), y_nb (T, J, K, H, W), valid (T, J, 1, H, W), nb (T, J) as in
+    y (T, K, H, W), y_nb (T, J, K, H, W), valid and present (T, J, 1, H, W), nb (T, J) as in
     :meth:`Restorer._fit`; threshold (T,) intensity. The corrected neighbour planes are made
     (fields upsampled for them alone) and go to :func:`blotch.candidates` one at a time.
     """
@@ -130,7 +138,24 @@ def candidate_support(y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, 
     x0 = restore(y, upsample(g, size), upsample(h, size)).mean(1, keepdim=True)
     x0_nb = (restore(y_nb[:, j], upsample(g[nb[:, j]], size), upsample(h[nb[:, j]], size)).mean(1, keepdim=True)
              for j in range(nb.shape[1]))
-    return blotch.candidates(x0, x0_nb, valid, threshold.view(-1, 1, 1, 1))
+    return blotch.candidates(x0, x0_nb, valid, present, threshold.view(-1, 1, 1, 1))
+
+
+def unexplained(lumas: Sequence[np.ndarray]) -> np.ndarray:
+    """(T, 1, H, W) bool: pixels of each input luma (T × (H, W) float32) that no motion of up
+    to :data:`UNEXPLAINED_RADIUS` px brings from the adjacent frames (:func:`flow.impulses`
+    against frame t−1 and frame t+1, the one there is at the ends).
+
+    A motion-free test on the frames as they came in (locally brightness-matched): it does not
+    depend on the flow or on the flicker fit, whose errors can make a pixel of a moving object
+    look impulsive along its motion.
+    """
+    out = np.ones((len(lumas), 1, *lumas[0].shape), bool)
+    for i, y in enumerate(lumas):
+        for k in (i - 1, i + 1):
+            if 0 <= k < len(lumas):
+                out[i, 0] &= impulses(y, lumas[k], UNEXPLAINED_RADIUS)
+    return out
 
 
 def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tensor:
@@ -248,29 +273,34 @@ class Restorer:
         return out[0]
 
     # ---------------------------------------------------------------- one chunk
-    def _pair_flow(self, a: Hashable, b: Hashable, fa: np.ndarray, fb: np.ndarray,
+    def _pair_flow(self, a: Hashable, b: Hashable, la: np.ndarray, lb: np.ndarray, distance: int,
                    cache: dict[tuple[Hashable, Hashable], Flow]) -> Flow:
-        """Flow a→b from ``cache``, or matched with its reverse between the features ``fa`` and
-        ``fb`` of the frames keyed a and b."""
+        """Flow a→b from ``cache``, or matched with its reverse between the lumas ``la`` and
+        ``lb`` (H, W) of the frames keyed a and b, ``distance`` frames apart, on their
+        blotch-free features (:func:`flow.pair_features`)."""
         if (a, b) not in cache:
-            cache[(a, b)], cache[(b, a)] = self._flow.match(fa, fb)
+            cache[(a, b)], cache[(b, a)] = self._flow.match(*pair_features(la, lb, distance))
         return cache[(a, b)]
 
-    def _neighbours(self, ctx: list[_Frame], features: list[np.ndarray] | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Flows (T, J, H, W, 2) px, validity (T, J, 1, H, W) bool and indices nb (T, J), on the device.
+    def _neighbours(self, ctx: list[_Frame], lumas: list[np.ndarray] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flows (T, J, H, W, 2) px, validity and presence (T, J, 1, H, W) bool and indices
+        nb (T, J), on the device.
 
-        A neighbour outside the context is never valid (its nb is the frame itself, its flow 0).
-        Flows come from the clip's cache or, for ``features`` (the second pass), are matched anew.
+        A neighbour is present where it is in the context and the flow (valid or interpolated)
+        lands inside it; outside the context it is neither (its nb is the frame itself, its
+        flow 0). Flows come from the clip's cache or, for ``lumas`` (the second pass's restored
+        lumas), are matched anew.
         """
         t, (h, w) = len(ctx), ctx[0].image.shape[:2]
         ks = offsets(self.params.radius)
-        if features is None:
-            keys, feats, cache = [f.key for f in ctx], [f.feature for f in ctx], self._flows
+        if lumas is None:
+            keys, lumas, cache = [f.key for f in ctx], [f.luma for f in ctx], self._flows
         else:
-            keys, feats, cache = list(range(t)), features, {}
+            keys, cache = list(range(t)), {}
         flows = np.zeros((t, len(ks), h, w, 2), np.float32)
         valid = np.zeros((t, len(ks), 1, h, w), bool)
+        present = np.zeros((t, len(ks), 1, h, w), bool)
         nb = np.zeros((t, len(ks)), np.int64)
         for i in range(t):
             for j, k in enumerate(ks):
@@ -279,11 +309,12 @@ class Restorer:
                     continue
                 nb[i, j] = i + k
                 if not self.params.motion:
-                    valid[i, j, 0] = True
+                    valid[i, j, 0] = present[i, j, 0] = True
                 else:
-                    self._pair_flow(keys[i], keys[i + k], feats[i], feats[i + k], cache).unpack(flows[i, j], valid[i, j, 0])
+                    self._pair_flow(keys[i], keys[i + k], lumas[i], lumas[i + k], k, cache).unpack(flows[i, j], valid[i, j, 0])
+                    present[i, j, 0] = lands_inside(flows[i, j])
         dev = self.device
-        return torch.from_numpy(flows).to(dev), torch.from_numpy(valid).to(dev), torch.from_numpy(nb).to(dev)
+        return tuple(torch.from_numpy(a).to(dev) for a in (flows, valid, present, nb))  # type: ignore[return-value]
 
     def _planes(self, colour: torch.Tensor) -> torch.Tensor:
         """(T, K, H, W) planes the corrections act on: luma, or every colour channel."""
@@ -292,14 +323,18 @@ class Restorer:
         wts = torch.tensor([0.2126, 0.7152, 0.0722], device=colour.device).view(1, 3, 1, 1)
         return (colour * wts).sum(1, keepdim=True)
 
-    def _solve(self, ctx: list[_Frame], core: range, features: list[np.ndarray] | None = None) -> list[RestoredFrame]:
-        """Restore the frames ``core`` of the context ``ctx`` (one shot); ``features``: the second pass's.
+    def _solve(self, ctx: list[_Frame], core: range, lumas: list[np.ndarray] | None = None) -> list[RestoredFrame]:
+        """Restore the frames ``core`` of the context ``ctx`` (one shot); ``lumas``: the second
+        pass's restored lumas, which its flows are matched on.
 
         The colour frames are stacked twice, for the planes and for the result, rather than
         held while the chunk is fitted (the fit's working set is the peak of the engine's)."""
-        flows, valid, nb = self._neighbours(ctx, features)
-        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), flows, valid, nb)
-        return self._finish(ctx, core, self._colour(ctx), g, hf, repaired, flows, valid, nb, features)
+        flows, valid, present, nb = self._neighbours(ctx, lumas)
+        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), [f.luma for f in ctx], flows, valid, present, nb)
+        # Repairs take the valid neighbours, or the present ones where none is valid.
+        usable = valid | (present & ~valid.any(1, keepdim=True))
+        del valid, present
+        return self._finish(ctx, core, self._colour(ctx), g, hf, repaired, flows, usable, nb, lumas)
 
     def _colour(self, ctx: list[_Frame]) -> torch.Tensor:
         """The context's colour channels (T, 3|1, H, W) on the device (alpha left out)."""
@@ -309,12 +344,13 @@ class Restorer:
             colour[i].copy_(torch.from_numpy(f.image[..., :3]).permute(2, 0, 1))
         return colour
 
-    def _fit(self, y: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor
-             ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    def _fit(self, y: torch.Tensor, lumas: list[np.ndarray], flows: torch.Tensor, valid: torch.Tensor,
+             present: torch.Tensor, nb: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Fit the chunk: corrections g, h (T, K, Gy, Gx), None when neither flicker nor blotches
         are asked for, and the repaired blotch support (T, 1, H, W) bool.
 
-        y: planes (T, K, H, W); flows, valid, nb from :meth:`_neighbours`.
+        y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)); flows, valid, present,
+        nb from :meth:`_neighbours`.
         """
         p = self.params
         dev = y.device
@@ -335,7 +371,8 @@ class Restorer:
         if not p.blotches:
             return first.g, first.h, none
         with torch.no_grad():
-            support = candidate_support(y, y_nb, valid, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s)
+            support = candidate_support(y, y_nb, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s)
+            support &= torch.from_numpy(unexplained(lumas)).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
             problem = self._problem(y, y_nb, valid, nb, flows, lam, support)
         schedule = self._schedule_for(problem)
@@ -345,7 +382,12 @@ class Restorer:
             if not p.flicker:
                 v = Variables(first.g, first.h, v.s)
             s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
-        return v.g, v.h, blotch.dilate(s_plane != 0, RIM_PIXELS)
+        # The solver sees S only through residuals; a candidate with no residual of its own (no
+        # symmetric pair of valid neighbours) but neighbours on both sides is decided by the
+        # candidate test alone.
+        half = nb.shape[1] // 2
+        unseen = ~paired(valid).any(1) & present[:, :half].any(1) & present[:, half:].any(1)
+        return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
 
     def _problem(self, y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, flows: torch.Tensor,
                  lam: Weights, support: torch.Tensor | None = None) -> Problem:
@@ -364,7 +406,7 @@ class Restorer:
             self._schedule = autotune(problem, self.params.iterations)
         return self._schedule
 
-    def _finish(self, ctx, core, colour, g, h, repaired, flows, valid, nb, features) -> list[RestoredFrame]:
+    def _finish(self, ctx, core, colour, g, h, repaired, flows, usable, nb, lumas) -> list[RestoredFrame]:
         """Apply the corrections, debias the blotch support, and package the core frames."""
         p = self.params
         t, _, hh, ww = colour.shape
@@ -375,10 +417,10 @@ class Restorer:
             gain, offset = upsample(g, (hh, ww)), upsample(h, (hh, ww))
         corrected = restore(colour, gain, offset)
         cidx = torch.tensor(list(core), device=colour.device)
-        corrected = self._repair(corrected, colour, gain, offset, repaired, flows, valid, nb, cidx)
-        if p.second_pass and features is None and g is not None:
+        corrected = self._repair(corrected, colour, gain, offset, repaired, flows, usable, nb, cidx)
+        if p.second_pass and lumas is None and g is not None:
             restored_luma = self._planes(corrected).mean(1).clamp(0, 1).cpu().numpy()
-            return self._solve(ctx, core, [flicker_invariant(x) for x in restored_luma])
+            return self._solve(ctx, core, list(restored_luma))
         out = []
         for i in core:
             f = ctx[i]
@@ -392,11 +434,11 @@ class Restorer:
                                      _stats(f, mask, gmap, omap)))
         return out
 
-    def _repair(self, corrected, colour, gain, offset, repaired, flows, valid, nb, frames: torch.Tensor) -> torch.Tensor:
+    def _repair(self, corrected, colour, gain, offset, repaired, flows, usable, nb, frames: torch.Tensor) -> torch.Tensor:
         """Replace blotch-support pixels of ``frames`` by the motion-compensated neighbours' average.
 
-        Neighbour k contributes where its flow is valid and its own pixel is not repaired;
-        pixels no neighbour can fill get a spatial fill. Shapes as in :meth:`_solve`.
+        Neighbour k contributes where it is usable (T, J, 1, H, W) and its own pixel is not
+        repaired; pixels no neighbour can fill get a spatial fill. Shapes as in :meth:`_solve`.
         """
         sel = torch.zeros_like(repaired)
         sel[frames] = repaired[frames]
@@ -413,7 +455,7 @@ class Restorer:
             u = flows[ti, j, yi, xi]
             px, py = xi.float() + u[:, 0], yi.float() + u[:, 1]
             blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
-            ok = (valid[ti, j, 0, yi, xi] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
+            ok = (usable[ti, j, 0, yi, xi] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
             value = restore(blotch.sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
             num += ok * value
             den += ok
