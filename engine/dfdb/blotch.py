@@ -69,9 +69,25 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
 
 
 def window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Maximum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges."""
-    h, w = x.shape[-2:]
-    return F.max_pool2d(x.reshape(-1, 1, h, w), 2 * radius + 1, stride=1, padding=radius).view(x.shape)
+    """Maximum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges.
+
+    Separable, along rows then columns, each a running maximum built by doubling spans:
+    a handful of elementwise maxima of whole planes, whatever the radius.
+    """
+    return _running_max(_running_max(x, radius, -1), radius, -2)
+
+
+def _running_max(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Maximum over the 2·radius+1 samples around each one along ``dim``, edges replicated."""
+    n, edge = x.shape[dim], list(x.shape)
+    edge[dim] = radius
+    m = torch.cat([x.narrow(dim, 0, 1).expand(edge), x, x.narrow(dim, n - 1, 1).expand(edge)], dim)
+    span, k = 1, 2 * radius + 1
+    while span < k:
+        step = min(span, k - span)
+        m = torch.maximum(m.narrow(dim, 0, m.shape[dim] - step), m.narrow(dim, step, m.shape[dim] - step))
+        span += step
+    return m
 
 
 def window_min(x: torch.Tensor, radius: int) -> torch.Tensor:
