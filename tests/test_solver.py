@@ -1,20 +1,25 @@
 """The objective and its solver on small problems assembled from known planes."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.objective import Weights, energy, residual
 from dfdb.problem import assemble
-from dfdb.restorer import moving_average, offsets, temporal_weights
+from dfdb.flow import track
+from dfdb.objective import lattice_residual
+from dfdb.restorer import gaussian_average, long_range, offsets, temporal_weights
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
 
 LAM = Weights(lambda_s=0.05, lambda_r=0.05, lambda_p=0.002, lambda_0=0.0001, delta=0.04)
 
 
-def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = None):
-    """Problem for planes y (T, 1, H, W) of a still camera: zero flow, every neighbour valid."""
+def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = None, reach: int = 0):
+    """Problem for planes y (T, 1, H, W) of a still camera: zero flow, every neighbour valid;
+    with the long-range term over ``reach`` frames (λ_L = 1) unless it is 0."""
     t, _, h, w = y.shape
     ks = offsets(2)
     nb = torch.tensor([[min(max(i + k, 0), t - 1) for k in ks] for i in range(t)])
@@ -22,17 +27,22 @@ def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = N
     valid = present.expand(t, len(ks), 1, h, w)
     flows = torch.zeros(t, len(ks), h, w, 2)
     y_nb = y[nb.reshape(-1)].view(t, len(ks), 1, h, w)
-    return assemble(y, y_nb, temporal_weights(valid, 2), nb, flows, grid, LAM, moving_average(t, 3, y.device), support)
+    far = long_range(y, flows, valid, reach) if reach else None
+    lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
+    return assemble(y, y_nb, temporal_weights(valid, 2), nb, flows, grid, lam, gaussian_average(t, 6.0, y.device),
+                    support, far)
 
 
 def test_a_linear_fade_has_zero_residual():
     base = torch.rand(1, 1, 24, 32) * 0.5 + 0.25
     ramp = torch.linspace(1.0, 0.4, 10).view(10, 1, 1, 1)
-    p = still_problem(base * ramp)
+    p = still_problem(base * ramp, reach=4)
     v = Variables.identity(p)
     on_lattice, _ = residual(v.g, v.h, v.s, p)
     counted = p.lattice.q > 0  # frames with a symmetric pair of neighbours
     assert bool(counted.any()) and on_lattice[counted].abs().max() < 1e-5
+    far = lattice_residual(v.g, v.h, p.far)
+    assert bool((p.far.q > 0).any()) and far[p.far.q > 0].abs().max() < 1e-5
 
 
 def test_fista_lowers_the_energy_and_removes_global_flicker():
@@ -47,14 +57,48 @@ def test_fista_lowers_the_energy_and_removes_global_flicker():
     assert restored.std() < 0.3 * (base * gains).mean((1, 2, 3)).std()
 
 
+def test_the_long_range_term_removes_the_slow_flicker_the_window_leaves():
+    # Independent gains per frame have a slow part too (their average over a few frames): the
+    # W = 5 window cannot tell it from a scene change, the 8-frame tracks can.
+    base = torch.rand(1, 1, 24, 32) * 0.5 + 0.25
+    gains = (1.0 + 0.1 * torch.randn(40, generator=torch.Generator().manual_seed(3))).view(40, 1, 1, 1)
+    y = (base * gains).clamp(0, 1)
+    spread = {}
+    for reach in (0, 8):
+        p = still_problem(y, grid=(1, 1), reach=reach)
+        v = fista(p, Schedule.default(30))
+        restored = (v.g.view(40, 1, 1, 1) * (y - 0.5) + 0.5 + v.h.view(40, 1, 1, 1)).mean((1, 2, 3))
+        spread[reach] = float(restored[8:-8].std() / y.mean((1, 2, 3))[8:-8].std())
+    assert spread[8] < 0.3 and spread[8] < 0.7 * spread[0], spread
+
+
+def test_tracks_follow_chained_flows_and_die_where_one_fails():
+    t, h, w = 6, 10, 12
+    forward = torch.zeros(t, h, w, 2)
+    forward[..., 0] = 1.0  # everything moves 1 px right per frame
+    backward = -forward
+    ok = torch.ones(t, h, w, dtype=torch.bool)
+    broken = ok.clone()
+    broken[3, :, 5:] = False  # frame 3's flow to frame 4 fails on the right half
+    nb, pos, alive = track(forward, backward, broken, ok, torch.tensor([4]), torch.tensor([2]), 2)
+    assert nb.tolist()[2] == [0, 1, 3, 4]  # offsets −2, −1, +1, +2 of frame 2
+    np.testing.assert_allclose(pos[2, :, 0].numpy(), [[0, 4], [1, 4], [3, 4], [4, 4]], atol=1e-6)
+    assert alive[2, :, 0].tolist() == [True, True, True, True]
+    # From frame 2 the track reaches x = 4 in frame 4 through frame 3's flow at x = 3: fine.
+    # From frame 3 at x = 5 it takes the failed flow at once, and frame 5 is past the clip end.
+    _, _, alive3 = track(forward, backward, broken, ok, torch.tensor([4]), torch.tensor([5]), 2)
+    assert alive3[3, :, 0].tolist() == [True, True, False, False]
+    assert alive3[5, :, 0].tolist() == [True, True, False, False]
+
+
 def test_the_shipped_lipschitz_constant_bounds_the_measured_one():
     for seed, kind in enumerate(("pan", "static", "objects")):
         frames = degrade(make_scene(kind, 8, 48, 64, seed=seed), "old_film", seed=seed).frames
         y = torch.from_numpy(frames.mean(-1, keepdims=True)).permute(0, 3, 1, 2).contiguous()
         support = torch.zeros_like(y, dtype=torch.bool)
         support[:, :, 10:14, 20:26] = True
-        for grid in ((1, 1), (4, 4)):
-            p = still_problem(y, grid, support)
+        for grid, reach in (((1, 1), 0), ((4, 4), 0), ((4, 4), 4)):
+            p = still_problem(y, grid, support, reach)
             assert lipschitz(p, preconditioner(p), Variables.identity(p)) <= PRECONDITIONED_L
 
 

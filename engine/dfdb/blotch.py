@@ -166,19 +166,6 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0.5
 
 
-def sample_points(frames: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of frames (T, C, H, W) at points (t, x, y), each (n,) → (n, C)."""
-    _, c, h, w = frames.shape
-    x = x.clamp(0, w - 1)
-    y = y.clamp(0, h - 1)
-    x0, y0 = x.floor().long(), y.floor().long()
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
-    fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
-    at = lambda yy, xx: frames[t, :, yy, xx]  # noqa: E731
-    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x1) * fx * (1 - fy)
-            + at(y1, x0) * (1 - fx) * fy + at(y1, x1) * fx * fy)
-
-
 def spatial_fill(image: torch.Tensor, hole: torch.Tensor, reach: int = 65) -> torch.Tensor:
     """Fill ``hole`` (1, 1, H, W) bool in image (1, C, H, W) by :func:`flow.fill`.
 

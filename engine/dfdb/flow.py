@@ -274,3 +274,56 @@ def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     unit = flow.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
     grid = (flow + torch.stack([xs, ys], dim=-1)).mul_(unit).sub_(1.0)  # grid_sample's coordinates
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def sample_points(frames: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of frames (T, C, H, W) at points (t, x, y), each (n,) → (n, C)."""
+    _, c, h, w = frames.shape
+    x = x.clamp(0, w - 1)
+    y = y.clamp(0, h - 1)
+    x0, y0 = x.floor().long(), y.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
+    at = lambda yy, xx: frames[t, :, yy, xx]  # noqa: E731
+    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x1) * fx * (1 - fy)
+            + at(y1, x0) * (1 - fx) * fy + at(y1, x1) * fx * fy)
+
+
+def track(forward: torch.Tensor, backward: torch.Tensor, ok_forward: torch.Tensor, ok_backward: torch.Tensor,
+          ys: torch.Tensor, xs: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Follow points (ys, xs) (P,) of every frame through the ``reach`` frames on each side.
+
+    forward, backward: (T, H, W, 2) px, the flows t→t+1 and t→t−1; ok_forward, ok_backward:
+    (T, H, W) bool, their validity. Chaining flows of consecutive frames reaches frames that a
+    direct match would not (too much motion, too much changed); a track dies where a flow it
+    takes is not valid or it leaves the frame. Returns, for the offsets m = −reach…−1, 1…reach
+    (the M axis): the frame t + m (T, M) long (t itself where it is outside the clip), the
+    positions (T, M, P, 2) px as (x, y), and whether the track is alive (T, M, P) bool.
+    """
+    t, h, w, _ = forward.shape
+    dev = forward.device
+    frames = torch.arange(t, device=dev)
+    columns, alive_columns, frame_columns = [], [], []
+    for step, flows, ok in ((-1, backward, ok_backward), (1, forward, ok_forward)):
+        planes = flows.permute(0, 3, 1, 2)  # (T, 2, H, W)
+        x = xs.to(forward.dtype).expand(t, -1).clone()
+        y = ys.to(forward.dtype).expand(t, -1).clone()
+        alive = torch.ones(t, xs.numel(), dtype=torch.bool, device=dev)
+        found = []
+        for s in range(1, reach + 1):
+            cur = frames + step * (s - 1)
+            inside_clip = (cur + step >= 0) & (cur + step < t)
+            cur = cur.clamp(0, t - 1).unsqueeze(1).expand_as(x)
+            alive &= inside_clip.unsqueeze(1) & ok[cur, y.round().long().clamp(0, h - 1), x.round().long().clamp(0, w - 1)]
+            u = sample_points(planes, cur.reshape(-1), x.reshape(-1), y.reshape(-1)).view(t, -1, 2)
+            x, y = x + u[..., 0], y + u[..., 1]
+            alive &= (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+            target = frames + step * s
+            found.append((torch.where((target >= 0) & (target < t), target, frames), torch.stack([x, y], -1), alive.clone()))
+        if step < 0:
+            found.reverse()  # −reach … −1
+        for nb, pos, live in found:
+            frame_columns.append(nb)
+            columns.append(pos)
+            alive_columns.append(live)
+    return torch.stack(frame_columns, 1), torch.stack(columns, 1), torch.stack(alive_columns, 1)

@@ -4,6 +4,7 @@ For a chunk of T frames of one shot, with unknowns g, h (T, K, Gy, Gx) on the co
 the blotch layer S (values s on its allowed support, see :mod:`dfdb.blotch`):
 
     E(g, h, S) =   Σ_t mean_x  O_t ⊙ ρ_δ( X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) )     data
+                 + λ_L Σ_t mean_x  ρ_δ( X̂_t − Σ_m v_{t,m} 𝒯_{t,m}(X̂_{t+m}) )          long-range data
                  + λ_S Σ_t mean_x |S_t|                                             sparsity
                  + λ_R Σ_t mean_{(i,j) adjacent} (g_ti − g_tj)² + (h_ti − h_tj)²      smoothness
                  + λ_P Σ_t mean_j ((B g)_tj − 1)² + (B h)_tj²                          gauge
@@ -13,6 +14,13 @@ with X̂_t = g_t ⊙ (Y_t − μ) + μ + h_t − S_t (fields upsampled from the 
 w_{t,k} symmetric temporal weights renormalised over the valid (unoccluded) pairs of
 neighbours, Σ_k w_{t,k} = 1. Symmetric weights make the residual of a linear ramp in time zero:
 fades and real lighting changes cost nothing, only fluctuation does.
+
+The long-range term is the same consistency over a wider window, |m| ≤ L (L > r), along
+tracks 𝒯 that chain the flows between consecutive frames, evaluated on the lattice only (see
+below) and without S. The short window alone leaves the slow part of the flicker in place: its
+residual grows as ω⁴ at temporal frequency ω, so a fluctuation over more than about 2W frames
+costs almost nothing and is indistinguishable from a scene change. With i.i.d. flicker the
+part left is roughly its average over the window, 1/√W of it; the wide window sees it.
 
 The gauge acts on B g, a temporal moving average of the correction: it pins the slow part of
 the correction to identity (this excludes the trivial g = 0 and leaves slow, real brightness
@@ -57,6 +65,7 @@ class Weights:
     lambda_p: float
     lambda_0: float
     delta: float | torch.Tensor
+    lambda_l: float = 0.0
 
 
 @dataclass
@@ -65,16 +74,19 @@ class Lattice:
 
     Point axes are (T, P). ``q``: (T, P) quadrature weight (0 where the pixel has no residual
     of its own or is one of the exact points); ``y``: (T, P, K) observed values; ``y_nb``:
-    (T, P, J, K) the warped neighbours 𝒲_{t,k}(Y_{t+k}) for the J = 2r offsets k = −r…−1, 1…r;
-    ``w``: (T, P, J) the temporal weights; ``basis``: (P, N) the bilinear basis of the N = Gy·Gx
-    control points at each lattice pixel. Because the pixels are the same in every frame, the
-    fields there are one small matrix product per iteration, with no gathers.
+    (T, P, J, K) the warped neighbours 𝒲_{t,k}(Y_{t+k}) for the J = 2r offsets k = −r…−1, 1…r
+    (or the tracked ones of the long-range term, J = 2L); ``w``: (T, P, J) the temporal
+    weights; ``nb``: (T, J) long, the frame t + k of each neighbour (the frame itself where
+    t + k is outside the chunk; its weight is 0 there); ``basis``: (P, N) the bilinear basis of
+    the N = Gy·Gx control points at each lattice pixel. Because the pixels are the same in
+    every frame, the fields there are one small matrix product per iteration, with no gathers.
     """
 
     q: torch.Tensor
     y: torch.Tensor
     y_nb: torch.Tensor
     w: torch.Tensor
+    nb: torch.Tensor
     basis: torch.Tensor
 
 
@@ -112,11 +124,10 @@ class Pixels:
 class Problem:
     """Everything the objective needs that stays fixed while the solver runs (one chunk).
 
-    The data term is a quadrature over the ``lattice`` and the full-resolution ``pixels``.
+    The data term is a quadrature over the ``lattice`` and the full-resolution ``pixels``;
+    the long-range term's lattice is ``far`` (None without it).
     The blotch layer: ``s_index`` (n_s,) flat indices into (T, H, W) of the pixels where S may
-    be non-zero and ``s_point`` (n_s,) the point of ``pixels`` each one is. ``nb``: (T, J)
-    long, the frame t + k of each neighbour (the frame itself where t + k is outside the
-    chunk; its weight is 0 there).
+    be non-zero and ``s_point`` (n_s,) the point of ``pixels`` each one is.
     ``smoother``: (T, T) the temporal moving average B (rows sum to 1).
     """
 
@@ -124,8 +135,8 @@ class Problem:
     size: tuple[int, int]
     grid: tuple[int, int]
     lattice: Lattice
+    far: Lattice | None
     pixels: Pixels
-    nb: torch.Tensor
     s_index: torch.Tensor
     s_point: torch.Tensor
     smoother: torch.Tensor
@@ -185,9 +196,8 @@ def huber(r: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
 
 def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> tuple[torch.Tensor, torch.Tensor]:
     """r_t = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) on the lattice (T, P, K) and at the pixels (n, K)."""
-    lat, pix = p.lattice, p.pixels
-    gain, offset, gain_nb, offset_nb = fields_on_lattice(g, h, lat.basis, p.nb)
-    on_lattice = prediction_error(lat.y, gain, offset, lat.y_nb, gain_nb, offset_nb, lat.w)
+    pix = p.pixels
+    on_lattice = lattice_residual(g, h, p.lattice)
     k = g.shape[1]
     at_pixels = (pix.gain_map(g.flatten(2).transpose(1, 2).reshape(-1)).view(-1, k)
                  + pix.offset_map(h.flatten(2).transpose(1, 2).reshape(-1, k))
@@ -195,14 +205,24 @@ def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> t
     return on_lattice, at_pixels
 
 
+def lattice_residual(g: torch.Tensor, h: torch.Tensor, lat: Lattice) -> torch.Tensor:
+    """X̂_t − Σ_k w_{t,k} X̂_{t+k} at the points of a lattice, (T, P, K), S aside."""
+    gain, offset, gain_nb, offset_nb = fields_on_lattice(g, h, lat.basis, lat.nb)
+    return prediction_error(lat.y, gain, offset, lat.y_nb, gain_nb, offset_nb, lat.w)
+
+
 def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
-    """Σ_t mean_x O_t ρ_δ(r_t): temporal consistency along motion (mean over K too)."""
+    """Σ_t mean_x O_t ρ_δ(r_t): temporal consistency along motion (mean over K too), plus
+    the long-range term on its lattice, λ_L Σ_t mean_x ρ_δ(r^L_t)."""
     on_lattice, at_pixels = residual(g, h, s, p)
     frames = torch.arange(p.frames, device=on_lattice.device)
     delta_lattice = per_frame(p.weights.delta, frames.view(-1, 1, 1))
     delta_pixels = per_frame(p.weights.delta, p.pixels.frame.unsqueeze(1))
     total = (p.lattice.q.unsqueeze(-1) * huber(on_lattice, delta_lattice)).sum()
     total = total + (p.pixels.q.unsqueeze(1) * huber(at_pixels, delta_pixels)).sum()
+    if p.far is not None and p.weights.lambda_l > 0:
+        far = lattice_residual(g, h, p.far)
+        total = total + p.weights.lambda_l * (p.far.q.unsqueeze(-1) * huber(far, delta_lattice)).sum()
     return total / p.planes
 
 

@@ -50,7 +50,8 @@ class Params:
     device: str = "auto"
     # Weights of the objective (DESIGN.md §4), per pixel and resolution independent.
     lambda_r: float = 0.05
-    lambda_p: float = 0.002
+    lambda_p: float = 0.02
+    lambda_l: float = 1.0
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -101,3 +102,4 @@ def _validate(p: Params) -> None:
     _check(isinstance(p.chunk, int) and 4 <= p.chunk <= 4096, f"chunk must be in 4..4096 frames, got {p.chunk!r}")
     _check(p.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {p.device!r}")
     _check(p.lambda_r >= 0 and p.lambda_p > 0, "lambda_r must be >= 0 and lambda_p > 0")
+    _check(p.lambda_l >= 0, f"lambda_l must be >= 0, got {p.lambda_l!r}")

@@ -25,6 +25,11 @@ def lattice_stride(size: tuple[int, int], points: int = LATTICE_POINTS) -> int:
     return max(1, int(math.sqrt(size[0] * size[1] / points)))
 
 
+def lattice_points(size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and columns (P,) of the data term's lattice on an H×W frame (``size``)."""
+    return lattice(size, lattice_stride(size), device)
+
+
 def lattice(size: tuple[int, int], stride: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows and columns (P,) of every ``stride``-th pixel in both directions, centred in its cell."""
     h, w = size
@@ -69,11 +74,13 @@ def assemble(
     lam: Weights,
     smoother: torch.Tensor,
     support: torch.Tensor | None = None,
+    far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> Problem:
     """The chunk's problem; S allowed on ``support`` (T, 1, H, W) bool, or nowhere.
 
     y: (T, K, H, W); y_nb: (T, J, K, H, W); weights: (T, J, 1, H, W); nb: (T, J); flows:
-    (T, J, H, W, 2) px.
+    (T, J, H, W, 2) px. ``far``: the long-range term's (nb (T, M), tracked values (T, P, M, K),
+    weights (T, P, M)) at the points of :func:`lattice_points`, or None.
     """
     t, _, h, w = y.shape
     dev = y.device
@@ -88,7 +95,7 @@ def assemble(
     exact = touched & valid
 
     # The lattice stands for the valid pixels that are not exact points, in equal shares.
-    ly, lx = lattice((h, w), lattice_stride((h, w)), dev)
+    ly, lx = lattice_points((h, w), dev)
     on = (valid & ~touched)[:, 0, ly, lx]  # (T, P)
     n_valid = valid.reshape(t, -1).sum(1).to(y.dtype)
     n_exact = exact.reshape(t, -1).sum(1).to(y.dtype)
@@ -98,8 +105,15 @@ def assemble(
         y=y[:, :, ly, lx].permute(0, 2, 1),
         y_nb=y_nb[..., ly, lx].permute(0, 3, 1, 2),
         w=weights[:, :, 0, ly, lx].permute(0, 2, 1),
+        nb=nb,
         basis=dense_basis(ly, lx, (h, w), grid).to(y.dtype),
     )
+    far_lattice = None
+    if far is not None:
+        # Each lattice point stands for 1/P of the frame; blotch pixels stay out (S is not in the term).
+        far_nb, far_y, far_w = far
+        counted = (far_w.sum(2) > 0) & ~touched[:, 0, ly, lx]
+        far_lattice = Lattice(q=counted.to(y.dtype) / ly.numel(), y=lat.y, y_nb=far_y, w=far_w, nb=far_nb, basis=lat.basis)
 
     idx = touched.reshape(-1).nonzero().squeeze(1)
     point_of = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
@@ -126,7 +140,7 @@ def assemble(
         constant=PIVOT * (1.0 - w_pix.sum(1, keepdim=True)),
     )
     return Problem(
-        frames=t, size=(h, w), grid=grid, lattice=lat, pixels=pixels, nb=nb,
+        frames=t, size=(h, w), grid=grid, lattice=lat, far=far_lattice, pixels=pixels,
         s_index=s_index, s_point=s_point, smoother=smoother, weights=lam,
     )
 

@@ -23,11 +23,11 @@ import torch
 from . import blotch
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, flicker_invariant, impulses, lands_inside, luma, pair_features, warp
+from .flow import Flow, FlowEstimator, flicker_invariant, impulses, lands_inside, luma, pair_features, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, residual
-from .problem import assemble
+from .problem import assemble, lattice_points
 from .params import Params
 from .solver import Schedule, Variables, autotune, fista
 
@@ -44,6 +44,11 @@ UNEXPLAINED_RADIUS = 4
 RIM_PIXELS = 1
 #: Huber threshold of the first, S-free pass (intensity units).
 FIRST_PASS_DELTA = 0.04
+#: Width σ (frames) of the gauge's temporal smoother B: the slowest changes are the scene's.
+GAUGE_SIGMA = 6.0
+#: λ_0 of the objective: a whisper of a pull of every frame's correction to identity, for
+#: strict convexity.
+LAMBDA_0 = 0.0001
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,8 +91,13 @@ def _frame(index: int, key: Hashable, image: np.ndarray) -> _Frame:
 
 
 def context_frames(radius: int) -> int:
-    """Frames of context on each side of a frame, 3r + 2 (see :attr:`Restorer.margin`)."""
-    return 3 * radius + 2
+    """Frames of context on each side of a frame, 6r + 2 (see :attr:`Restorer.margin`)."""
+    return 6 * radius + 2
+
+
+def long_reach(radius: int) -> int:
+    """L, the frames the long-range term follows on each side: 4r (8 for W = 5)."""
+    return 4 * radius
 
 
 def offsets(radius: int) -> list[int]:
@@ -105,9 +115,14 @@ def temporal_weights(valid: torch.Tensor, radius: int) -> torch.Tensor:
     extrapolates with negative weights. Those frames are still corrected, as the neighbours in
     their neighbours' residuals.
     """
-    ks = offsets(radius)
-    beta = torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in ks], dtype=torch.float32, device=valid.device)
-    wp = paired(valid).float().mul_(beta.view(1, -1, 1, 1, 1))
+    beta = torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in offsets(radius)], device=valid.device)
+    return pair_weights(valid, beta)
+
+
+def pair_weights(valid: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Weights (T, J, ...) of the offsets whose symmetric pair is valid (``valid`` (T, J, ...)
+    bool), ``beta`` (J,) each, renormalised to sum to 1 over J (0 where no pair is valid)."""
+    wp = paired(valid).float().mul_(beta.view(1, -1, *[1] * (valid.dim() - 2)))
     return wp.div_(wp.sum(1, keepdim=True).clamp_(min=1e-12))
 
 
@@ -158,10 +173,33 @@ def unexplained(lumas: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def moving_average(t: int, half_width: int, device: torch.device) -> torch.Tensor:
-    """(T, T) box average over ±half_width frames, truncated at the ends, rows sum to 1."""
-    i = torch.arange(t, device=device)
-    b = ((i[:, None] - i[None, :]).abs() <= half_width).float()
+def long_range(y: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, reach: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The long-range term's neighbours at the lattice points (see :func:`problem.assemble`).
+
+    y (T, K, H, W), flows (T, J, H, W, 2) and valid (T, J, 1, H, W) as in :meth:`Restorer._fit`.
+    The lattice points are followed ``reach`` frames each way along the flows to the adjacent
+    frames (:func:`flow.track`); pair m weighs reach + 1 − |m| (a chained track drifts, the
+    nearer frames are the surer), renormalised over the pairs alive on both sides. Returns nb
+    (T, M), the tracked values (T, P, M, K) and the weights (T, P, M), M = 2·reach.
+    """
+    t, k, h, w = y.shape
+    ks = offsets(valid.shape[1] // 2)
+    fwd, bwd = ks.index(1), ks.index(-1)
+    ly, lx = lattice_points((h, w), y.device)
+    nb, pos, alive = track(flows[:, fwd], flows[:, bwd], valid[:, fwd, 0], valid[:, bwd, 0], ly, lx, reach)
+    frame = nb.unsqueeze(2).expand(alive.shape).reshape(-1)
+    values = sample_points(y, frame, pos[..., 0].reshape(-1), pos[..., 1].reshape(-1)).view(*alive.shape, k)
+    beta = torch.tensor([reach + 1.0 - abs(m) for m in offsets(reach)], device=y.device)
+    return nb, values.transpose(1, 2), pair_weights(alive, beta).transpose(1, 2)
+
+
+def gaussian_average(t: int, sigma: float, device: torch.device) -> torch.Tensor:
+    """(T, T) Gaussian average over time of width ``sigma`` frames, truncated at the ends, rows
+    sum to 1. Unlike a box, its frequency response has no side lobes: it pins the slow part
+    of the correction and leaves the faster flicker wholly to the data terms."""
+    i = torch.arange(t, device=device, dtype=torch.float32)
+    b = torch.exp(-0.5 * ((i[:, None] - i[None, :]) / sigma) ** 2)
     return b / b.sum(1, keepdim=True)
 
 
@@ -192,11 +230,12 @@ class Restorer:
 
     @property
     def margin(self) -> int:
-        """Context frames solved on each side of a chunk and discarded: 3r + 2.
+        """Context frames solved on each side of a chunk and discarded: 6r + 2.
 
-        The fit of the slow part of the correction reaches a few windows beyond a frame; with
-        this context a frame's result changes by less than half an 8-bit level when more
-        frames are added on either side (chunk size, or the plug-in's window)."""
+        The long-range term links a frame with the 4r frames on each side, and the fit of the
+        slow part of the correction reaches half as far again; with this context a frame's result
+        changes by less than half an 8-bit level when more frames are added on either side
+        (chunk size, or the plug-in's window)."""
         return context_frames(self.params.radius)
 
     # ---------------------------------------------------------------- public API
@@ -359,10 +398,11 @@ class Restorer:
         if not p.flicker and not p.blotches:
             return None, None, none
         y_nb = neighbour_planes(y, flows, nb)
-        lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=p.lambda_p * 0.05,
-                      delta=FIRST_PASS_DELTA)
+        far = long_range(y, flows, valid, long_reach(p.radius)) if p.lambda_l > 0 and p.motion else None
+        lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
+                      delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
-            problem = self._problem(y, y_nb, valid, nb, flows, lam)
+            problem = self._problem(y, y_nb, valid, nb, flows, lam, far=far)
             first = fista(problem, Schedule.default(p.iterations).to(dev))
             if not p.flicker:
                 first = Variables.identity(problem)
@@ -373,8 +413,8 @@ class Restorer:
         with torch.no_grad():
             support = candidate_support(y, y_nb, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s)
             support &= torch.from_numpy(unexplained(lumas)).to(dev)
-            lam = Weights(lam_s, p.lambda_r, p.lambda_p, p.lambda_p * 0.05, delta=2.0 * lam_s)
-            problem = self._problem(y, y_nb, valid, nb, flows, lam, support)
+            lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
+            problem = self._problem(y, y_nb, valid, nb, flows, lam, support, far)
         schedule = self._schedule_for(problem)
         with torch.no_grad():
             start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
@@ -390,13 +430,14 @@ class Restorer:
         return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
 
     def _problem(self, y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, flows: torch.Tensor,
-                 lam: Weights, support: torch.Tensor | None = None) -> Problem:
+                 lam: Weights, support: torch.Tensor | None = None,
+                 far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Problem:
         """:func:`assemble` the chunk's problem (shapes as in :meth:`_fit`), with the temporal
         weights derived from ``valid`` on the spot: they are not held between the two passes."""
         p = self.params
         t = y.shape[0]
         return assemble(y, y_nb, temporal_weights(valid, p.radius), nb, flows, p.grid, lam,
-                        moving_average(t, p.radius + 1, y.device), support)
+                        gaussian_average(t, GAUGE_SIGMA, y.device), support, far)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
         """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""
@@ -456,7 +497,7 @@ class Restorer:
             px, py = xi.float() + u[:, 0], yi.float() + u[:, 1]
             blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
             ok = (usable[ti, j, 0, yi, xi] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
-            value = restore(blotch.sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
+            value = restore(sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
             num += ok * value
             den += ok
         filled = num / den.clamp(min=1e-12)

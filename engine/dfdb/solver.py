@@ -16,6 +16,7 @@ minimising E after K iterations.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,21 +75,26 @@ def preconditioner(p: Problem) -> Variables:
     nodes = gy * gx
     lat, pix = p.lattice, p.pixels
     dtype, dev = lat.y.dtype, lat.y.device
+    lattices = [(lat, 1.0)] + ([(p.far, p.weights.lambda_l)] if p.far is not None and p.weights.lambda_l > 0 else [])
 
-    def collect(c: torch.Tensor, c_nb: torch.Tensor, c_pix: torch.Tensor, c_pix_nb: torch.Tensor) -> torch.Tensor:
-        """Σ q·φ·c² over own residuals plus Σ q·w²·φ·c² over the neighbours', (T·N, K)."""
-        own = torch.einsum("tp,tpk,pn->tnk", lat.q, c, lat.basis)
-        seen = torch.einsum("tpj,tpjk,pn->tjnk", lat.q.unsqueeze(2) * lat.w.pow(2), c_nb, lat.basis)
-        out = own.index_add(0, p.nb.reshape(-1), seen.reshape(-1, nodes, k)).reshape(-1, k)
-        out = out.index_add(0, pix.own.reshape(-1), ((pix.q.unsqueeze(1) * pix.phi).unsqueeze(2) * c_pix.unsqueeze(1)).reshape(-1, k))
+    def collect(c: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Σ q·φ·c² over own residuals plus Σ q·w²·φ·c² over the neighbours', on the lattices
+        (the long-range one λ_L times) and the full-resolution points, (T·N, K); ``c`` maps
+        observed values to the squared coefficient."""
+        out = torch.zeros(t * nodes, k, dtype=dtype, device=dev)
+        for part, weight in lattices:
+            own = torch.einsum("tp,tpk,pn->tnk", part.q, c(part.y), part.basis)
+            seen = torch.einsum("tpj,tpjk,pn->tjnk", part.q.unsqueeze(2) * part.w.pow(2), c(part.y_nb), part.basis)
+            out += weight * own.index_add(0, part.nb.reshape(-1), seen.reshape(-1, nodes, k)).reshape(-1, k)
+        out = out.index_add(0, pix.own.reshape(-1), ((pix.q.unsqueeze(1) * pix.phi).unsqueeze(2) * c(pix.y).unsqueeze(1)).reshape(-1, k))
         nbr = (pix.q.unsqueeze(1) * pix.w.pow(2)).unsqueeze(2) * pix.phi.unsqueeze(1)  # (n, J, 4)
-        return out.index_add(0, pix.nbr.reshape(-1), (nbr.unsqueeze(3) * c_pix_nb.unsqueeze(2)).reshape(-1, k))
+        return out.index_add(0, pix.nbr.reshape(-1), (nbr.unsqueeze(3) * c(pix.y_nb).unsqueeze(2)).reshape(-1, k))
 
     edges = (gy - 1) * gx + gy * (gx - 1)
     reg = (4.0 * p.weights.lambda_r / edges if edges else 0.0) + 2.0 * (p.weights.lambda_p + p.weights.lambda_0) / nodes
     shape = lambda d: (d / k + reg).clamp(min=1e-6).view(t, nodes, k).transpose(1, 2).reshape(t, k, gy, gx)  # noqa: E731
-    dg = shape(collect((lat.y - PIVOT).pow(2), (lat.y_nb - PIVOT).pow(2), (pix.y - PIVOT).pow(2), (pix.y_nb - PIVOT).pow(2)))
-    dh = shape(collect(torch.ones_like(lat.y), torch.ones_like(lat.y_nb), torch.ones_like(pix.y), torch.ones_like(pix.y_nb)))
+    dg = shape(collect(lambda y: (y - PIVOT).pow(2)))
+    dh = shape(collect(torch.ones_like))
     ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=dtype, device=dev)
     if p.s_point.numel():
         ds = ds * (1.0 + (pix.w**2).sum(1))[p.s_point]
@@ -181,9 +187,9 @@ def autotune(p: Problem, iterations: int, steps: int = 15, lr: float = 0.15) -> 
 
     Starts from the shipped defaults and keeps them if tuning does not lower E.
     """
-    base = Schedule.default(iterations).to(p.nb.device)
-    log_eta = torch.zeros(iterations, device=p.nb.device, requires_grad=True)
-    log_tau = torch.zeros(iterations, device=p.nb.device, requires_grad=True)
+    base = Schedule.default(iterations).to(p.lattice.nb.device)
+    log_eta = torch.zeros(iterations, device=p.lattice.nb.device, requires_grad=True)
+    log_tau = torch.zeros(iterations, device=p.lattice.nb.device, requires_grad=True)
     opt = torch.optim.Adam([log_eta, log_tau], lr=lr)
 
     def objective_after(schedule: Schedule, create_graph: bool) -> torch.Tensor:
