@@ -303,27 +303,22 @@ def track(forward: torch.Tensor, backward: torch.Tensor, ok_forward: torch.Tenso
     t, h, w, _ = forward.shape
     dev = forward.device
     frames = torch.arange(t, device=dev)
-    columns, alive_columns, frame_columns = [], [], []
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for step, flows, ok in ((-1, backward, ok_backward), (1, forward, ok_forward)):
         planes = flows.permute(0, 3, 1, 2)  # (T, 2, H, W)
-        x = xs.to(forward.dtype).expand(t, -1).clone()
-        y = ys.to(forward.dtype).expand(t, -1).clone()
+        x, y = xs.to(forward.dtype).expand(t, -1), ys.to(forward.dtype).expand(t, -1)
         alive = torch.ones(t, xs.numel(), dtype=torch.bool, device=dev)
-        found = []
+        side = []
         for s in range(1, reach + 1):
-            cur = frames + step * (s - 1)
-            inside_clip = (cur + step >= 0) & (cur + step < t)
-            cur = cur.clamp(0, t - 1).unsqueeze(1).expand_as(x)
-            alive &= inside_clip.unsqueeze(1) & ok[cur, y.round().long().clamp(0, h - 1), x.round().long().clamp(0, w - 1)]
-            u = sample_points(planes, cur.reshape(-1), x.reshape(-1), y.reshape(-1)).view(t, -1, 2)
+            here = frames + step * (s - 1)
+            there = here + step
+            in_clip = ((there >= 0) & (there < t)).unsqueeze(1)
+            here = here.clamp(0, t - 1).unsqueeze(1).expand_as(x)
+            alive = alive & in_clip & ok[here, y.round().long().clamp(0, h - 1), x.round().long().clamp(0, w - 1)]
+            u = sample_points(planes, here.reshape(-1), x.reshape(-1), y.reshape(-1)).view(t, -1, 2)
             x, y = x + u[..., 0], y + u[..., 1]
-            alive &= (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-            target = frames + step * s
-            found.append((torch.where((target >= 0) & (target < t), target, frames), torch.stack([x, y], -1), alive.clone()))
-        if step < 0:
-            found.reverse()  # −reach … −1
-        for nb, pos, live in found:
-            frame_columns.append(nb)
-            columns.append(pos)
-            alive_columns.append(live)
-    return torch.stack(frame_columns, 1), torch.stack(columns, 1), torch.stack(alive_columns, 1)
+            alive = alive & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+            side.append((torch.where(in_clip[:, 0], there, frames), torch.stack([x, y], -1), alive))
+        found += side[::-1] if step < 0 else side  # offsets −reach … −1, then 1 … reach
+    nb, pos, alive = zip(*found)
+    return torch.stack(nb, 1), torch.stack(pos, 1), torch.stack(alive, 1)
