@@ -1,13 +1,15 @@
 """The blotch layer's image operations and the flow helpers the candidate test relies on."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from dfdb import blotch
-from dfdb.flow import fill, impulses, interpolate_invalid
+from dfdb import flow
+from dfdb.flow import FlowEstimator, fill, impulses, interpolate_invalid, warp
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 17, 23), (1, 1, 2, 5), (2, 4, 1, 1)])
@@ -66,3 +68,47 @@ def test_impulses_find_a_spot_but_not_a_moved_edge_or_a_brightness_change() -> N
     assert found[22, 12]
     assert found.sum() < 0.05 * found.size  # the spot and its rim, nothing along the edge
     assert not found[:, 38:48].any()
+
+
+def test_any_of_and_dilate_match_torch_reductions() -> None:
+    masks = torch.rand(3, 4, 1, 9, 11) > 0.7
+    assert torch.equal(blotch.any_of(masks), masks.any(1))
+    mask = masks[:, 0]
+    for radius in (1, 2):
+        pool = F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0.5
+        assert torch.equal(blotch.dilate(mask, radius), pool)
+
+
+def test_frame_blocks_do_not_change_warps_or_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator().manual_seed(0)
+    t, j, h, w = 5, 4, 12, 16
+    frames = torch.rand(t, 2, h, w, generator=gen)
+    flows = torch.randn(t, h, w, 2, generator=gen) * 3
+    x0 = torch.rand(t, 1, h, w, generator=gen)
+    x0_nb = [torch.rand(t, 1, h, w, generator=gen) * 0.5 for _ in range(j)]
+    valid = torch.rand(t, j, 1, h, w, generator=gen) > 0.3
+    present = valid | (torch.rand(t, j, 1, h, w, generator=gen) > 0.5)
+    threshold = torch.full((t, 1, 1, 1), 0.1)
+    whole = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, threshold)
+    monkeypatch.setattr(flow, "BLOCK_PIXELS", 2 * h * w)  # blocks of two frames, and a last one of one
+    assert len(flow.frame_blocks(t, (h, w), frames.device)) == 3
+    blocks = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, threshold)
+    assert torch.equal(whole[0], blocks[0]) and torch.equal(whole[1], blocks[1])
+    assert whole[1].any() and not whole[1].all()
+
+
+def test_flow_is_matched_on_the_flow_grid_through_blotches() -> None:
+    rng = np.random.default_rng(1)
+    texture = cv2.GaussianBlur(rng.random((200, 420)).astype(np.float32), (0, 0), 3)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    a, b = texture[:180, 10:410], texture[:180, 6:406] * 1.2  # b: a moved 4 px right, brighter
+    a = a.copy()
+    a[60:75, 100:115] = 0.0  # a blotch
+    estimator = FlowEstimator("fast", 0.5)
+    assert estimator.size(a.shape) == (90, 200)
+    forward, backward = estimator.match(a, b, 1)
+    field, valid = np.zeros((180, 400, 2), np.float32), np.zeros((180, 400), bool)
+    forward.unpack(field, valid)
+    inner = (slice(20, 160), slice(20, 380))
+    assert valid[inner].mean() > 0.9
+    assert np.abs(field[inner][valid[inner]] - [4.0, 0.0]).mean() < 0.5

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from dfdb.bench.synth import degrade, make_scene
+from dfdb.linear import LinearMap
 from dfdb.objective import Weights, energy, residual
 from dfdb.problem import assemble
 from dfdb.flow import track
@@ -119,3 +120,21 @@ def test_a_blotch_is_absorbed_by_s_only_on_its_support():
     inside = s[4, 0, 10:14, 10:14]
     assert (inside < -0.1).all()  # S explains the dark patch (X̂ = … − S, so S < 0)
     assert s[4, 0, 8:16, 8:16].abs().sum() - inside.abs().sum() < 0.05 * inside.abs().sum()
+
+
+def test_a_linear_map_and_its_adjoint_are_the_matrix_and_its_transpose():
+    gen = torch.Generator().manual_seed(0)
+    # a few hundred columns (radix-sorted keys) and more than 16 bits of them (torch.sort)
+    for shape in ((50, 300), (40, 70_000)):
+        nnz = 600
+        rows = torch.randint(0, shape[0], (nnz,), generator=gen)  # unsorted, with duplicates
+        cols = torch.randint(0, shape[1], (nnz,), generator=gen)
+        vals = torch.randn(nnz, generator=gen)
+        vals[::7] = 0.0
+        dense = torch.zeros(shape).index_put_((rows, cols), vals, accumulate=True)
+        a = LinearMap(rows, cols, vals, shape)
+        torch.testing.assert_close(a.matrix.to_dense(), dense)
+        torch.testing.assert_close(a.adjoint.to_dense(), dense.T)
+        x = torch.randn(shape[1], 2, generator=gen, requires_grad=True)
+        (a(x) ** 2).sum().backward()
+        torch.testing.assert_close(x.grad, 2 * dense.T @ (dense @ x.detach()))

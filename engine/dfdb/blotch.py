@@ -21,9 +21,8 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .flow import fill, warp
+from .flow import fill, frame_blocks, warp
 
 
 #: Extra fraction of the threshold for pixels whose valid neighbours all lie on one side in time.
@@ -51,21 +50,35 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
       neighbour is present, and it beats every neighbour's (2·:data:`WIDE_RADIUS` + 1)² window
       by ``threshold``: the wide window absorbs the error of the interpolated flow.
     """
+    t, _, h, w = x0.shape
     half = valid_nb.shape[1] // 2  # offsets are ordered −r…−1, 1…r
-    before, after = valid_nb[:, :half].any(1), valid_nb[:, half:].any(1)
+    before, after = any_of(valid_nb[:, :half]), any_of(valid_nb[:, half:])
+    threshold = torch.as_tensor(threshold, dtype=x0.dtype, device=x0.device).expand(t, 1, 1, 1)
     # Seen from one side only (a shot's first or last frames, one-sided occlusion), an
     # appearing or vanishing object can look impulsive: ask for a clearer difference there.
     narrow_threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (before ^ after).float())
     above, below = torch.ones_like(before), torch.ones_like(before)
     wide_above, wide_below = ~(before & after), ~(before & after)
     count = torch.zeros_like(before, dtype=torch.uint8)  # valid neighbours
+    blocks = frame_blocks(t, (h, w), x0.device)  # the window tests' temporaries stay in the cache
     for valid, present, x_nb in zip(valid_nb.unbind(1), present_nb.unbind(1), x0_nb, strict=True):
-        above &= ~valid | (x0 - window_max(x_nb, 1) > narrow_threshold)
-        below &= ~valid | (window_min(x_nb, 1) - x0 > narrow_threshold)
         count += valid
-        wide_above &= present & (x0 - window_max(x_nb, WIDE_RADIUS) > threshold)
-        wide_below &= present & (window_min(x_nb, WIDE_RADIUS) - x0 > threshold)
+        for b in blocks:
+            x, x_b, skip = x0[b], x_nb[b], ~valid[b]
+            above[b] &= skip | (x - window_max(x_b, 1) > narrow_threshold[b])
+            below[b] &= skip | (window_min(x_b, 1) - x > narrow_threshold[b])
+            wide_above[b] &= present[b] & (x - window_max(x_b, WIDE_RADIUS) > threshold[b])
+            wide_below[b] &= present[b] & (window_min(x_b, WIDE_RADIUS) - x > threshold[b])
     return ((above | below) & (count >= 2)) | wide_above | wide_below
+
+
+def any_of(masks: torch.Tensor) -> torch.Tensor:
+    """(T, J, ...) bool → (T, ...): where any of the J masks is true, by J − 1 elementwise ors
+    (``masks.any(1)``, a reduction of bools over a middle axis, is some 30 times slower)."""
+    out = masks[:, 0].clone()
+    for j in range(1, masks.shape[1]):
+        out |= masks[:, j]
+    return out
 
 
 def window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -101,8 +114,9 @@ def solid(mask: torch.Tensor) -> torch.Tensor:
     A blotch is a patch; what a misregistered edge or a single noisy pixel leaves in the
     support is a thin line or a speck, which this drops.
     """
-    outside = F.pad((~mask).float(), (0, 1, 0, 1), value=1.0)
-    blocks = (F.max_pool2d(outside, 2, stride=1) < 0.5).cpu().numpy()  # top-left corners of 2×2 blocks
+    blocks = torch.zeros_like(mask)  # top-left corners of 2×2 blocks
+    blocks[..., :-1, :-1] = mask[..., :-1, :-1] & mask[..., :-1, 1:] & mask[..., 1:, :-1] & mask[..., 1:, 1:]
+    blocks = blocks.cpu().numpy()
     planes = mask.cpu().numpy()
     out = np.zeros_like(planes)
     for i in np.flatnonzero(blocks.any((1, 2, 3))):
@@ -140,30 +154,33 @@ def warp_map(
     lookup = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
     lookup[s_index] = torch.arange(s_index.numel(), device=dev)
     rows = rows_mask.reshape(-1).nonzero().squeeze(1)
-    ti, yi, xi = rows // (h * w), (rows // w) % h, rows % w
-    rows_all, cols_all, vals_all = [rows[:0]], [rows[:0]], [weights.new_zeros(0)]
+    ti, pixel = rows // (h * w), rows % (h * w)
+    yi, xi = (pixel // w).to(flows.dtype), (pixel % w).to(flows.dtype)
+    # Gathers by flat index (index_select): indexing with several index tensors is slower.
+    at = ti * (j * h * w) + pixel  # into (T, J, H, W) at k = 0
+    flat_flows, flat_weights = flows.reshape(-1, 2), weights.reshape(-1)
+    cols, vals = [], []
     for k in range(j):
-        u = flows[ti, k, yi, xi]
+        u = flat_flows.index_select(0, at + k * h * w)
+        wk = flat_weights.index_select(0, at + k * h * w)
         px, py = (xi + u[:, 0]).clamp(0, w - 1), (yi + u[:, 1]).clamp(0, h - 1)
         x0, y0 = px.floor().long(), py.floor().long()
         fx, fy = px - x0, py - y0
-        base = nb[ti, k] * (h * w)
-        wk = weights[ti, k, 0, yi, xi]
-        for dy, dx, bw in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
-            col = lookup[base + (y0 + dy).clamp(max=h - 1) * w + (x0 + dx).clamp(max=w - 1)]
-            val = wk * bw
-            keep = (col >= 0) & (val != 0)
-            rows_all.append(rows[keep])
-            cols_all.append(col[keep])
-            vals_all.append(val[keep])
-    return s_index, torch.cat(rows_all), torch.cat(cols_all), torch.cat(vals_all)
+        x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+        base = nb[:, k].index_select(0, ti) * (h * w)
+        top, bottom = base + y0 * w, base + y1 * w
+        for at_corner, bw in ((top + x0, (1 - fx) * (1 - fy)), (top + x1, fx * (1 - fy)),
+                              (bottom + x0, (1 - fx) * fy), (bottom + x1, fx * fy)):
+            cols.append(lookup.index_select(0, at_corner))
+            vals.append(wk * bw)
+    col, val = torch.cat(cols), torch.cat(vals)
+    keep = ((col >= 0) & (val != 0)).nonzero().squeeze(1)
+    return s_index, rows.repeat(4 * j).index_select(0, keep), col.index_select(0, keep), val.index_select(0, keep)
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Binary dilation of (N, 1, H, W) bool by a (2·radius+1)² square: covers the soft rim."""
-    if radius <= 0:
-        return mask
-    return F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0.5
+    return window_max(mask, radius) if radius > 0 else mask
 
 
 def spatial_fill(image: torch.Tensor, hole: torch.Tensor, reach: int = 65) -> torch.Tensor:

@@ -12,22 +12,37 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 
 
 def csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """CSR matrix of ``shape`` from triplets (duplicates are summed by the products).
+    """CSR matrix of ``shape`` from triplets (nnz,) in any order (duplicates are summed by the products).
 
-    32-bit indices: the CPU kernels convert 64-bit ones on every product otherwise.
+    32-bit indices: the CPU kernels convert 64-bit ones on every product otherwise. Triplets
+    that come sorted by row (checked) are taken as they are.
     """
-    if rows.numel() > 1 and not bool((rows[1:] >= rows[:-1]).all()):
-        rows, order = torch.sort(rows.to(torch.int32), stable=True)
-        cols, vals = cols[order], vals[order]
+    rows, cols = rows.to(torch.int32), cols.to(torch.int32)
     crow = torch.zeros(shape[0] + 1, dtype=torch.int32, device=rows.device)
     crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
+    if rows.numel() > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+        order = sort_order(rows, shape[0])
+        cols, vals = cols.index_select(0, order), vals.index_select(0, order)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, cols.to(torch.int32), vals, shape)
+        return torch.sparse_csr_tensor(crow, cols, vals, shape)
+
+
+def sort_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
+    """The stable permutation (nnz,) int64 that sorts ``keys`` (nnz,), integers in [0, bound).
+
+    On the CPU, keys that fit 16 bits (the adjoints of the correction maps have a few hundred
+    columns) are sorted by NumPy, which radix-sorts them (a counting sort per byte, O(nnz)):
+    about twice as fast as ``torch.sort``, which compares.
+    """
+    if keys.device.type == "cpu" and bound <= 1 << 16:
+        return torch.from_numpy(np.argsort(keys.numpy().astype(np.uint16), kind="stable"))
+    return torch.sort(keys, stable=True).indices
 
 
 class _Apply(torch.autograd.Function):
@@ -43,11 +58,15 @@ class _Apply(torch.autograd.Function):
 
 
 class LinearMap:
-    """x (m, K) or (m,) ↦ A x for a sparse A (n, m) given by triplets; differentiable in x."""
+    """x (m, K) or (m,) ↦ A x for a sparse A (n, m) given by triplets; differentiable in x.
+
+    Zero values are stored like any other. About a tenth of the correction maps' entries are
+    zeros (invalid neighbours), which make each product some 8 % slower; dropping them would
+    copy every triplet array, which costs more than the products of a whole solve save.
+    """
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> None:
-        keep = vals != 0
-        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        rows, cols = rows.to(torch.int32), cols.to(torch.int32)
         self.matrix = csr(rows, cols, vals, shape)
         self.adjoint = csr(cols, rows, vals, (shape[1], shape[0]))
 

@@ -147,21 +147,27 @@ def assemble(
 
 def _entries(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor,
              c: torch.Tensor, c_nb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Triplets of the map u ↦ c·u_t(x) − Σ_k w_k c_k·u_{t+k}(x) for a grid field u at n points.
+    """Triplets of the map u ↦ c·u_t(x) − Σ_k w_k c_k·u_{t+k}(x) for a grid field u of K
+    channels (flat control point × K + channel) at n points (point × K + channel).
 
-    own (n, 4), nbr (n, J, 4), phi (n, 4), w (n, J); c (n,) and c_nb (n, J) the coefficients.
-    Returns rows (point), cols (flat control point) and values, each (n·4·(1 + J),).
+    own (n, 4), nbr (n, J, 4), phi (n, 4), w (n, J); c (n, K) and c_nb (n, J, K) the
+    coefficients. Returns rows, cols and values, each (n·K·4·(1 + J),), sorted by row, so
+    that the matrix is built without a sort.
     """
-    n = own.shape[0]
-    own_vals = phi * c.unsqueeze(1)
-    nbr_vals = -(w * c_nb).unsqueeze(2) * phi.unsqueeze(1)
-    rows = torch.arange(n, device=own.device).unsqueeze(1).expand(n, own.shape[1] + nbr.shape[1] * nbr.shape[2])
-    return rows.reshape(-1), torch.cat([own, nbr.flatten(1)], 1).reshape(-1), torch.cat([own_vals, nbr_vals.flatten(1)], 1).reshape(-1)
+    (n, k), j = c.shape, w.shape[1]
+    vals = phi.new_empty(n, k, 1 + j, 4)
+    torch.mul(c.unsqueeze(2), phi.unsqueeze(1), out=vals[:, :, 0])
+    torch.mul((w.unsqueeze(2) * c_nb).neg_().transpose(1, 2).unsqueeze(3), phi[:, None, None], out=vals[:, :, 1:])
+    nodes = torch.cat([own.unsqueeze(1), nbr], 1).unsqueeze(1)  # (n, 1, 1 + J, 4)
+    cols = nodes if k == 1 else nodes * k + torch.arange(k, device=own.device).view(1, k, 1, 1)
+    rows = torch.arange(n * k, device=own.device).view(n, k, 1, 1).expand(vals.shape)
+    return rows.reshape(-1), cols.expand(vals.shape).reshape(-1), vals.view(-1)
 
 
 def offset_map(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor, fields: int) -> LinearMap:
     """H: h (T·N, K) ↦ h_t(x) − Σ_k w_k h_{t+k}(x) at the n points, (n, K)."""
-    rows, cols, vals = _entries(own, nbr, phi, w, torch.ones_like(phi[:, 0]), torch.ones_like(w))
+    ones = phi.new_ones(1, 1)
+    rows, cols, vals = _entries(own, nbr, phi, w, ones.expand(own.shape[0], 1), ones.expand(*w.shape, 1))
     return LinearMap(rows, cols, vals, (own.shape[0], fields))
 
 
@@ -169,7 +175,5 @@ def gain_map(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.T
              y_nb: torch.Tensor, fields: int) -> LinearMap:
     """G: g (T·N·K,) ↦ (Y_t − μ) g_t(x) − Σ_k w_k 𝒲(Y_{t+k} − μ) g_{t+k}(x), (n·K,); y (n, K), y_nb (n, J, K)."""
     k = y.shape[1]
-    parts = [_entries(own, nbr, phi, w, y[:, c] - PIVOT, y_nb[:, :, c] - PIVOT) for c in range(k)]
-    rows = torch.cat([r * k + c for c, (r, _, _) in enumerate(parts)])
-    cols = torch.cat([col * k + c for c, (_, col, _) in enumerate(parts)])
-    return LinearMap(rows, cols, torch.cat([v for _, _, v in parts]), (own.shape[0] * k, fields * k))
+    rows, cols, vals = _entries(own, nbr, phi, w, y - PIVOT, y_nb - PIVOT)
+    return LinearMap(rows, cols, vals, (own.shape[0] * k, fields * k))

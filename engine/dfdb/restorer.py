@@ -23,7 +23,7 @@ import torch
 from . import blotch
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, flicker_invariant, impulses, lands_inside, luma, pair_features, sample_points, track, warp
+from .flow import Flow, FlowEstimator, flicker_invariant, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, residual
@@ -147,13 +147,22 @@ def candidate_support(y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, 
 
     y (T, K, H, W), y_nb (T, J, K, H, W), valid and present (T, J, 1, H, W), nb (T, J) as in
     :meth:`Restorer._fit`; threshold (T,) intensity. The corrected neighbour planes are made
-    (fields upsampled for them alone) and go to :func:`blotch.candidates` one at a time.
+    one at a time (:func:`corrected_luma`) and go to :func:`blotch.candidates` as they come.
     """
-    size = y.shape[-2:]
-    x0 = restore(y, upsample(g, size), upsample(h, size)).mean(1, keepdim=True)
-    x0_nb = (restore(y_nb[:, j], upsample(g[nb[:, j]], size), upsample(h[nb[:, j]], size)).mean(1, keepdim=True)
-             for j in range(nb.shape[1]))
+    x0 = corrected_luma(y, g, h)
+    x0_nb = (corrected_luma(y_nb[:, j], g[nb[:, j]], h[nb[:, j]]) for j in range(nb.shape[1]))
     return blotch.candidates(x0, x0_nb, valid, present, threshold.view(-1, 1, 1, 1))
+
+
+def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """X̂ of planes y (T, K, H, W) corrected by fields g, h (T, K, Gy, Gx), averaged over K:
+    (T, 1, H, W). The fields are upsampled for a block of frames at a time
+    (:func:`flow.frame_blocks`), never for the whole chunk."""
+    t, _, rows, cols = y.shape
+    out = y.new_empty(t, 1, rows, cols)
+    for b in frame_blocks(t, (rows, cols), y.device):
+        out[b] = restore(y[b], upsample(g[b], (rows, cols)), upsample(h[b], (rows, cols))).mean(1, keepdim=True)
+    return out
 
 
 def unexplained(lumas: Sequence[np.ndarray]) -> np.ndarray:
@@ -316,9 +325,9 @@ class Restorer:
                    cache: dict[tuple[Hashable, Hashable], Flow]) -> Flow:
         """Flow a→b from ``cache``, or matched with its reverse between the lumas ``la`` and
         ``lb`` (H, W) of the frames keyed a and b, ``distance`` frames apart, on their
-        blotch-free features (:func:`flow.pair_features`)."""
+        blotch-free features (:meth:`flow.FlowEstimator.match`)."""
         if (a, b) not in cache:
-            cache[(a, b)], cache[(b, a)] = self._flow.match(*pair_features(la, lb, distance))
+            cache[(a, b)], cache[(b, a)] = self._flow.match(la, lb, distance)
         return cache[(a, b)]
 
     def _neighbours(self, ctx: list[_Frame], lumas: list[np.ndarray] | None = None
@@ -371,7 +380,7 @@ class Restorer:
         flows, valid, present, nb = self._neighbours(ctx, lumas)
         g, hf, repaired = self._fit(self._planes(self._colour(ctx)), [f.luma for f in ctx], flows, valid, present, nb)
         # Repairs take the valid neighbours, or the present ones where none is valid.
-        usable = valid | (present & ~valid.any(1, keepdim=True))
+        usable = valid | (present & ~blotch.any_of(valid).unsqueeze(1))
         del valid, present
         return self._finish(ctx, core, self._colour(ctx), g, hf, repaired, flows, usable, nb, lumas)
 
@@ -456,7 +465,9 @@ class Restorer:
             offset = torch.zeros_like(gain)
         else:
             gain, offset = upsample(g, (hh, ww)), upsample(h, (hh, ww))
-        corrected = restore(colour, gain, offset)
+        corrected = torch.empty_like(colour)
+        for b in frame_blocks(t, (hh, ww), colour.device):  # the temporaries stay in the cache
+            corrected[b] = restore(colour[b], gain[b], offset[b])
         cidx = torch.tensor(list(core), device=colour.device)
         corrected = self._repair(corrected, colour, gain, offset, repaired, flows, usable, nb, cidx)
         if p.second_pass and lumas is None and g is not None:
@@ -480,6 +491,7 @@ class Restorer:
 
         Neighbour k contributes where it is usable (T, J, 1, H, W) and its own pixel is not
         repaired; pixels no neighbour can fill get a spatial fill. Shapes as in :meth:`_solve`.
+        ``corrected`` is repaired in place and returned.
         """
         sel = torch.zeros_like(repaired)
         sel[frames] = repaired[frames]
@@ -501,16 +513,15 @@ class Restorer:
             num += ok * value
             den += ok
         filled = num / den.clamp(min=1e-12)
-        out = corrected.clone()
         have = den[:, 0] > 0
-        out[ti[have], :, yi[have], xi[have]] = filled[have]
+        corrected[ti[have], :, yi[have], xi[have]] = filled[have]
         if not bool(have.all()):
             for f in ti[~have].unique():
                 hole = torch.zeros_like(repaired[f:f + 1])
                 miss = ~have & (ti == f)
                 hole[0, 0, yi[miss], xi[miss]] = True
-                out[f:f + 1] = blotch.spatial_fill(out[f:f + 1], hole)
-        return out
+                corrected[f:f + 1] = blotch.spatial_fill(corrected[f:f + 1], hole)
+        return corrected
 
 
 def _stats(f: _Frame, mask: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> dict[str, Any]:
