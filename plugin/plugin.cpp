@@ -64,7 +64,7 @@ struct Settings {
   int quality = 1;
   int window = 5;
   bool local_flicker = true;
-  int grid = 4;
+  int grid = 6;
   double sensitivity = 1.0;
   bool motion = true;
   OutputMode output = OutputMode::Restored;
@@ -117,7 +117,7 @@ Settings settings_at(Instance &inst, double time) {
   s.quality = std::min(2, std::max(0, int_at(inst, kQuality, time, 1)));
   s.window = kWindows[std::min(2, std::max(0, int_at(inst, kWindow, time, 1)))];
   s.local_flicker = int_at(inst, kFlickerMode, time, 1) != 0;
-  s.grid = std::min(32, std::max(1, int_at(inst, kGrid, time, 4)));
+  s.grid = std::min(32, std::max(1, int_at(inst, kGrid, time, 6)));
   s.sensitivity = std::min(10.0, std::max(0.05, double_at(inst, kSensitivity, time, 1.0)));
   s.motion = int_at(inst, kMotion, time, 1) != 0;
   s.output = (OutputMode)std::min(2, std::max(0, int_at(inst, kOutput, time, 0)));
@@ -242,7 +242,7 @@ OfxStatus describe_in_context(OfxImageEffectHandle effect) {
   OfxPropertySetHandle grid = define_param(set, kOfxParamTypeInteger, kGrid, "Flicker grid",
                                            "Control points per side of the local flicker field.");
   if (grid) {
-    set_int(grid, kOfxParamPropDefault, 4);
+    set_int(grid, kOfxParamPropDefault, 6);
     set_int(grid, kOfxParamPropMin, 1);
     set_int(grid, kOfxParamPropMax, 32);
     set_int(grid, kOfxParamPropDisplayMin, 1);

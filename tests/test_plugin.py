@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("c
 FRAMES, HEIGHT, WIDTH = 5, 48, 64
 DTYPES = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}
 # What the plug-in sends with quality "Fast" and the other parameters at their defaults.
-PLUGIN_PARAMS = dict(window=5, grid=(4, 4), strength=1.0, sensitivity=1.0, motion=True)
+PLUGIN_PARAMS = dict(window=5, grid=(6, 6), strength=1.0, sensitivity=1.0, motion=True)
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -34,7 +34,7 @@ class Params:
 
     preset: str = "balanced"
     window: int = 5
-    grid: tuple[int, int] = (4, 4)
+    grid: tuple[int, int] = (6, 6)
     per_channel: bool = False
     strength: float = 1.0
     flicker: bool = True

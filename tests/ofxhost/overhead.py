@@ -46,7 +46,7 @@ def main() -> int:
         frames = np.round(frames * 255).astype(np.uint8)
     radius = 2
     times = list(range(radius, args.frames - radius))
-    params = {"preset": args.quality.lower(), "window": 5, "grid": [4, 4], "strength": 1.0,
+    params = {"preset": args.quality.lower(), "window": 5, "grid": [6, 6], "strength": 1.0,
               "sensitivity": 1.0, "motion": True}
 
     with tempfile.TemporaryDirectory() as tmp_name:
