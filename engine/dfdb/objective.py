@@ -22,8 +22,8 @@ residual grows as ω⁴ at temporal frequency ω, so a fluctuation over more tha
 costs almost nothing and is indistinguishable from a scene change. With i.i.d. flicker the
 part left is roughly its average over the window, 1/√W of it; the wide window sees it.
 
-The gauge acts on B g, a temporal moving average of the correction: it pins the slow part of
-the correction to identity (this excludes the trivial g = 0 and leaves slow, real brightness
+The gauge acts on B g, a temporal Gaussian average of the correction (several frames wide,
+wider than the flicker it must leave alone): it pins the slow part of the correction to identity (this excludes the trivial g = 0 and leaves slow, real brightness
 changes alone) without pulling the per-frame flicker correction towards 1.
 
 Warping g_{t+k} and h_{t+k} is approximated by evaluating them at x: they are smooth on the
@@ -128,7 +128,7 @@ class Problem:
     the long-range term's lattice is ``far`` (None without it).
     The blotch layer: ``s_index`` (n_s,) flat indices into (T, H, W) of the pixels where S may
     be non-zero and ``s_point`` (n_s,) the point of ``pixels`` each one is.
-    ``smoother``: (T, T) the temporal moving average B (rows sum to 1).
+    ``smoother``: (T, T) the gauge's temporal average B (rows sum to 1).
     """
 
     frames: int

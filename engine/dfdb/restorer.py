@@ -6,9 +6,9 @@ both sides (results for the context are discarded), so the result hardly depends
 chunk boundaries fall and memory is bounded by the chunk, not the clip. Flows are cached
 between chunks so that every pair of frames is matched once.
 
-Per chunk: flow to the neighbours → warped neighbour planes and temporal weights →
-FISTA on (g, h) alone (robust Huber data term) → noise level and the allowed blotch support →
-FISTA on (g, h, S) → debiased blotch repair → restored frames.
+Per chunk: flow to the neighbours → warped neighbour planes, temporal weights and the
+long-range term's tracks → FISTA on (g, h) alone (robust Huber data terms) → noise level and
+the allowed blotch support → FISTA on (g, h, S) → debiased blotch repair → restored frames.
 """
 from __future__ import annotations
 
