@@ -48,7 +48,7 @@ def test_dfdb_beats_the_input_by_clear_margins(record: tuple[dict, Path]) -> Non
 
 
 @pytest.mark.xfail(strict=True, reason="not reached yet: on this 16-frame 128×96 case dfdb balanced measures "
-                   "28.3 dB against 27.4 dB for ffmpeg deflicker s15 + tmedian r2 (+0.9); the long-range term "
+                   "28.4 dB against 27.4 dB for ffmpeg deflicker s15 + tmedian r2 (+1.0 asked); the long-range term "
                    "follows 8 frames each way, and a 16-frame clip leaves it few complete pairs")
 def test_dfdb_beats_the_best_ffmpeg_chain_by_a_clear_margin(record: tuple[dict, Path]) -> None:
     rows = _rows(record[0])

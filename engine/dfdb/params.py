@@ -50,7 +50,7 @@ class Params:
     device: str = "auto"
     # Weights of the objective (DESIGN.md §4), per pixel and resolution independent.
     lambda_r: float = 0.05
-    lambda_p: float = 0.02
+    lambda_p: float = 0.1
     lambda_l: float = 1.0
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
