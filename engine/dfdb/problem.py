@@ -84,7 +84,7 @@ def assemble(
     """
     t, _, h, w = y.shape
     dev = y.device
-    valid = (weights != 0).any(1)  # (T, 1, H, W): frames with a residual of their own there
+    valid = blotch.any_of(weights != 0)  # (T, 1, H, W): frames with a residual of their own there
     touched = torch.zeros_like(valid)
     if support is not None and bool(support.any()):
         # S enters its own frame's residual and, through the warps, its neighbours'; a pixel of

@@ -407,7 +407,8 @@ class Restorer:
         if not p.flicker and not p.blotches:
             return None, None, none
         y_nb = neighbour_planes(y, flows, nb)
-        far = long_range(y, flows, valid, long_reach(p.radius)) if p.lambda_l > 0 and p.motion else None
+        # The long-range term acts on the corrections only: without flicker they are identity.
+        far = long_range(y, flows, valid, long_reach(p.radius)) if p.flicker and p.lambda_l > 0 and p.motion else None
         lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
                       delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
@@ -435,7 +436,7 @@ class Restorer:
         # symmetric pair of valid neighbours) but neighbours on both sides is decided by the
         # candidate test alone.
         half = nb.shape[1] // 2
-        unseen = ~paired(valid).any(1) & present[:, :half].any(1) & present[:, half:].any(1)
+        unseen = ~blotch.any_of(paired(valid)) & blotch.any_of(present[:, :half]) & blotch.any_of(present[:, half:])
         return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
 
     def _problem(self, y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, flows: torch.Tensor,
