@@ -11,7 +11,7 @@ from dfdb.linear import LinearMap
 from dfdb.objective import Weights, energy, residual
 from dfdb.problem import assemble
 from dfdb.flow import track
-from dfdb.objective import lattice_residual
+from dfdb.objective import affine_residual
 from dfdb.restorer import gaussian_average, long_range, offsets, temporal_weights
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
 
@@ -42,7 +42,7 @@ def test_a_linear_fade_has_zero_residual():
     on_lattice, _ = residual(v.g, v.h, v.s, p)
     counted = p.lattice.q > 0  # frames with a symmetric pair of neighbours
     assert bool(counted.any()) and on_lattice[counted].abs().max() < 1e-5
-    far = lattice_residual(v.g, v.h, p.far)
+    far = affine_residual(v.g, v.h, p.far)
     assert bool((p.far.q > 0).any()) and far[p.far.q > 0].abs().max() < 1e-5
 
 

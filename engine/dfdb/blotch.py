@@ -125,44 +125,44 @@ def solid(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).to(mask.device)
 
 
-def footprint(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
-    """(T, 1, H, W) bool: pixels whose motion-compensated neighbour samples touch S's support.
+def footprints(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor) -> list[torch.Tensor]:
+    """For each neighbour k, the pixels whose motion-compensated sample of S_{t+k} touches S's
+    support: flat indices into (T, H, W), ascending, one tensor per k.
 
-    These are the pixels where Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) can be non-zero.
+    These are the pixels where the term w_{t,k} 𝒲_{t,k}(S_{t+k}) of the residual can be
+    non-zero. support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px; weights: (T, J, 1, H, W);
+    nb: (T, J) long.
     """
-    t, j, h, w, _ = flows.shape
-    out = torch.zeros(t, 1, h, w, dtype=torch.bool, device=flows.device)
-    for k in range(j):
+    out = []
+    for k in range(flows.shape[1]):
         moved = warp(support[nb[:, k]].float(), flows[:, k]) > 0
-        out |= moved & (weights[:, k] != 0)
+        out.append((moved & (weights[:, k] != 0)).reshape(-1).nonzero().squeeze(1))
     return out
 
 
-def warp_map(
-    support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor, rows_mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def warp_map(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor,
+             footprints: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sparse operator S ↦ Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) for S on ``support``.
 
     support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px from t to t + k; weights: (T, J, 1,
-    H, W); nb: (T, J) long; rows_mask: (T, 1, H, W) bool, the pixels to evaluate it at
-    (:func:`footprint`). Returns (s_index, rows, cols, vals): S's flat indices into (T, H, W),
-    and the triplets "pixel ``rows`` gets ``vals``·s[``cols``]" of the bilinear warp.
+    H, W); nb: (T, J) long; footprints: :func:`footprints`, the pixels to evaluate each term at.
+    Returns (s_index, rows, cols, vals): S's flat indices into (T, H, W), and the triplets
+    "pixel ``rows`` (flat into (T, H, W)) gets ``vals``·s[``cols``]" of the bilinear warp.
     """
     t, j, h, w, _ = flows.shape
     dev = flows.device
     s_index = support.reshape(-1).nonzero().squeeze(1)
-    lookup = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
-    lookup[s_index] = torch.arange(s_index.numel(), device=dev)
-    rows = rows_mask.reshape(-1).nonzero().squeeze(1)
-    ti, pixel = rows // (h * w), rows % (h * w)
-    yi, xi = (pixel // w).to(flows.dtype), (pixel % w).to(flows.dtype)
+    lookup = torch.full((t * h * w,), -1, dtype=torch.int32, device=dev)
+    lookup[s_index] = torch.arange(s_index.numel(), device=dev, dtype=torch.int32)
     # Gathers by flat index (index_select): indexing with several index tensors is slower.
-    at = ti * (j * h * w) + pixel  # into (T, J, H, W) at k = 0
     flat_flows, flat_weights = flows.reshape(-1, 2), weights.reshape(-1)
-    cols, vals = [], []
-    for k in range(j):
-        u = flat_flows.index_select(0, at + k * h * w)
-        wk = flat_weights.index_select(0, at + k * h * w)
+    rows, cols, vals = [], [], []
+    for k, pixels in enumerate(footprints):
+        ti, pixel = pixels // (h * w), pixels % (h * w)
+        yi, xi = (pixel // w).to(flows.dtype), (pixel % w).to(flows.dtype)
+        at = ti * (j * h * w) + k * h * w + pixel  # into (T, J, H, W)
+        u = flat_flows.index_select(0, at)
+        wk = flat_weights.index_select(0, at)
         px, py = (xi + u[:, 0]).clamp(0, w - 1), (yi + u[:, 1]).clamp(0, h - 1)
         x0, y0 = px.floor().long(), py.floor().long()
         fx, fy = px - x0, py - y0
@@ -171,11 +171,15 @@ def warp_map(
         top, bottom = base + y0 * w, base + y1 * w
         for at_corner, bw in ((top + x0, (1 - fx) * (1 - fy)), (top + x1, fx * (1 - fy)),
                               (bottom + x0, (1 - fx) * fy), (bottom + x1, fx * fy)):
+            rows.append(pixels)
             cols.append(lookup.index_select(0, at_corner))
             vals.append(wk * bw)
-    col, val = torch.cat(cols), torch.cat(vals)
+    if not rows:
+        empty = s_index.new_empty(0)
+        return s_index, empty, empty, flows.new_empty(0)
+    row, col, val = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     keep = ((col >= 0) & (val != 0)).nonzero().squeeze(1)
-    return s_index, rows.repeat(4 * j).index_select(0, keep), col.index_select(0, keep), val.index_select(0, keep)
+    return s_index, row.index_select(0, keep), col.index_select(0, keep).long(), val.index_select(0, keep)
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 
+from .allocator import keep_freed_memory
 from .errors import DfdbError, ParamError
 from .params import DEVICES, PRESETS
 
@@ -183,6 +184,7 @@ def _setup_logging(quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dfdb`` console script; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

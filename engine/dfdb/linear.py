@@ -74,3 +74,7 @@ class LinearMap:
         squeeze = x.dim() == 1
         out = _Apply.apply(x.unsqueeze(1) if squeeze else x, self.matrix, self.adjoint)
         return out.squeeze(1) if squeeze else out
+
+    def transpose(self, y: torch.Tensor) -> torch.Tensor:
+        """Aᵀ y for y (n, K), not differentiable: for sums over the points (preconditioners)."""
+        return self.adjoint @ y

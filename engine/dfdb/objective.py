@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 
 from .linear import LinearMap
-from .model import grid_edges, restore
+from .model import PIVOT, grid_edges
 
 
 @dataclass(frozen=True)
@@ -69,55 +69,67 @@ class Weights:
 
 
 @dataclass
-class Lattice:
-    """The smooth part of the data term: the same P lattice pixels in every frame, dense.
+class Points:
+    """Points where the data term is evaluated, and its residual there as an affine function
+    of the fields.
 
-    Point axes are (T, P). ``q``: (T, P) quadrature weight (0 where the pixel has no residual
-    of its own or is one of the exact points); ``y``: (T, P, K) observed values; ``y_nb``:
-    (T, P, J, K) the warped neighbours 𝒲_{t,k}(Y_{t+k}) for the J = 2r offsets k = −r…−1, 1…r
-    (or the tracked ones of the long-range term, J = 2L); ``w``: (T, P, J) the temporal
-    weights; ``nb``: (T, J) long, the frame t + k of each neighbour (the frame itself where
-    t + k is outside the chunk; its weight is 0 there); ``basis``: (P, N) the bilinear basis of
-    the N = Gy·Gx control points at each lattice pixel. Because the pixels are the same in
-    every frame, the fields there are one small matrix product per iteration, with no gathers.
+    Every term of r_t(x) = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) reads the fields g, h at the
+    same pixel x, in one of S frames, its *slots*: the frame t itself, then each neighbour
+    t + k. With X̂ = g (Y − μ) + μ + h, r is Σ_s ⟨c_s, (g, h)_{slots[t, s]}(x)⟩ + c₀ (see
+    :func:`coefficients`).
+
+    The point shape (...) is (T, P) for a lattice (the same P pixels in every frame) or (n,)
+    for scattered pixels, sorted by frame. ``q``: (...) the quadrature weight of each point;
+    ``coef``: (..., S, 2, K) the coefficients of g and h in each slot; ``constant``: (..., K);
+    ``slots``: (T, S) long, the frame each slot reads (the frame itself where t + k is outside
+    the chunk; its weight is 0 there); ``frame``: (T, 1) or (n,), the frame of each point,
+    broadcastable to the point shape; ``basis``: Φ, the bilinear basis of the control points
+    as a map from one field per frame, (T·N, C), to its values at the points, (#points, C):
+    four non-zeros per row (:func:`dfdb.problem.point_basis`).
     """
 
     q: torch.Tensor
-    y: torch.Tensor
-    y_nb: torch.Tensor
-    w: torch.Tensor
-    nb: torch.Tensor
-    basis: torch.Tensor
+    coef: torch.Tensor
+    constant: torch.Tensor
+    slots: torch.Tensor
+    frame: torch.Tensor
+    basis: LinearMap
+
+    def interpolate(self, table: torch.Tensor) -> torch.Tensor:
+        """Per-frame grid values (T, N, C) → their bilinear interpolation at the points (..., C)."""
+        return self.basis(table.reshape(-1, table.shape[-1])).view(*self.q.shape, table.shape[-1])
+
+    def spread(self, values: torch.Tensor) -> torch.Tensor:
+        """The adjoint of :meth:`interpolate` (not differentiable): values (..., C) at the
+        points → (T, N, C) on the grid, each weighted by the basis functions there."""
+        return self.basis.transpose(values.reshape(-1, values.shape[-1])).view(self.slots.shape[0], -1, values.shape[-1])
 
 
 @dataclass
-class Pixels:
+class Pixels(Points):
     """The data term at full resolution: every pixel where the blotch layer enters it.
 
-    Point axis (n,). ``q``, ``y``, ``y_nb``, ``w`` as in :class:`Lattice`; ``frame``: (n,) the
-    frame of each point; ``own``: (n, 4) long, indices into the flattened (T·N) control points
-    of the four bilinear basis functions non-zero there in its own frame; ``nbr``: (n, J, 4) the
-    same in frame t + k; ``phi``: (n, 4) the basis functions' values.
-
-    At these points the residual is affine in the unknowns, r = G g + H h + c − B s, and is
-    evaluated as such: ``gain_map`` G maps g as (T·N·K,) to (n·K,) (its coefficients carry
-    Y − μ, so each channel has its own), ``offset_map`` H maps h as (T·N, K) to (n, K),
-    ``blotch_map`` B maps s (n_s,) to S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) (n,), and
-    ``constant`` c = μ (1 − Σ_k w_{t,k}) is (n, 1).
+    ``y``: (n, K) the observed values; ``blotch_map`` B maps s (n_s,) to
+    S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) (n,), which is subtracted from the residual.
     """
 
-    q: torch.Tensor
     y: torch.Tensor
-    y_nb: torch.Tensor
-    w: torch.Tensor
-    frame: torch.Tensor
-    own: torch.Tensor
-    nbr: torch.Tensor
-    phi: torch.Tensor
-    gain_map: LinearMap
-    offset_map: LinearMap
     blotch_map: LinearMap
-    constant: torch.Tensor
+
+
+def coefficients(y: torch.Tensor, y_nb: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The residual X̂_t − Σ_k w_k X̂_{t+k} written out in the fields, X̂ = g (Y − μ) + μ + h.
+
+    y (..., K) observed; y_nb (..., J, K) the neighbours' values there (warped or tracked);
+    w (..., J) their weights. The coefficient of g_t is Y_t − μ and of h_t 1; of g_{t+k}
+    −w_k (Y_{t+k} − μ) and of h_{t+k} −w_k; the constant is μ (1 − Σ_k w_k). Returns coef
+    (..., 1 + J, 2, K) for the slots (t, then t + k) and (g, h), and the constant (..., K).
+    """
+    gain = torch.cat([y.unsqueeze(-2), y_nb], -2) - PIVOT
+    weight = torch.cat([torch.ones_like(w[..., :1]), w.neg()], -1).unsqueeze(-1)  # (..., 1 + J, 1)
+    coef = torch.stack([gain * weight, weight.expand_as(gain)], -2)
+    constant = (PIVOT * (1.0 - w.sum(-1, keepdim=True))).expand_as(y)
+    return coef, constant
 
 
 @dataclass
@@ -134,8 +146,8 @@ class Problem:
     frames: int
     size: tuple[int, int]
     grid: tuple[int, int]
-    lattice: Lattice
-    far: Lattice | None
+    lattice: Points
+    far: Points | None
     pixels: Pixels
     s_index: torch.Tensor
     s_point: torch.Tensor
@@ -145,7 +157,7 @@ class Problem:
     @property
     def planes(self) -> int:
         """K: 1 for a luma correction, C for a per-channel one."""
-        return self.lattice.y.shape[-1]
+        return self.lattice.coef.shape[-1]
 
     def blotch_lambda(self) -> float | torch.Tensor:
         """λ_S at each blotch pixel of the support, (n_s,), or one value."""
@@ -157,35 +169,25 @@ def per_frame(value: float | torch.Tensor, frames: torch.Tensor) -> float | torc
     return value[frames] if isinstance(value, torch.Tensor) else value
 
 
-def fields_at(g: torch.Tensor, h: torch.Tensor, nodes: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grid fields g, h (T, K, Gy, Gx) evaluated at points, ((..., K), (..., K)).
-
-    ``nodes`` (..., 4) indexes the flattened (T·Gy·Gx) control points, ``phi`` holds the basis
-    values, broadcastable to ``nodes``. One gather serves both fields.
-    """
-    k = g.shape[1]
-    table = torch.cat([g, h], 1).flatten(2).transpose(1, 2).reshape(-1, 2 * k)
-    vals = table.index_select(0, nodes.reshape(-1)).view(*nodes.shape, 2 * k)
-    both = (vals * phi.unsqueeze(-1)).sum(-2)
-    return both[..., :k], both[..., k:]
+def slot_table(g: torch.Tensor, h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """The fields g, h (T, K, Gy, Gx) of the frame in each slot (T, S): (T, N, S·2·K), laid
+    out as :attr:`Points.coef` (slot, then g/h, then channel). A gather of a small table."""
+    (t, k), s = g.shape[:2], slots.shape[1]
+    table = torch.stack([g.flatten(2), h.flatten(2)], 1).permute(0, 3, 1, 2)  # (T, N, 2, K)
+    return table.index_select(0, slots.reshape(-1)).view(t, s, -1, 2 * k).transpose(1, 2).reshape(t, -1, s * 2 * k)
 
 
-def fields_on_lattice(g: torch.Tensor, h: torch.Tensor, basis: torch.Tensor, nb: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """g, h (T, K, Gy, Gx) on the lattice (T, P, K) and in each neighbour frame (T, P, J, K).
-
-    Returns (gain, offset, gain_nb, offset_nb); ``basis`` (P, N), ``nb`` (T, J).
-    """
-    k = g.shape[1]
-    both = torch.matmul(torch.cat([g, h], 1).flatten(2), basis.t()).transpose(1, 2)  # (T, P, 2K)
-    both_nb = both.index_select(0, nb.reshape(-1)).view(*nb.shape, *both.shape[1:]).transpose(1, 2)
-    return both[..., :k], both[..., k:], both_nb[..., :k], both_nb[..., k:]
+def affine_residual(g: torch.Tensor, h: torch.Tensor, points: Points) -> torch.Tensor:
+    """X̂_t − Σ_k w_{t,k} X̂_{t+k} at the points, (..., K), blotches aside: the fields in every
+    slot, interpolated in one product, times their coefficients."""
+    fields = points.interpolate(slot_table(g, h, points.slots)).view(points.coef.shape)
+    return (fields * points.coef).sum((-3, -2)) + points.constant
 
 
-def prediction_error(y: torch.Tensor, gain: torch.Tensor, offset: torch.Tensor, y_nb: torch.Tensor,
-                     gain_nb: torch.Tensor, offset_nb: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) without S: y, gain, offset (..., K); y_nb,
-    gain_nb, offset_nb (..., J, K); w (..., J) → (..., K)."""
-    return restore(y, gain, offset) - (w.unsqueeze(-1) * restore(y_nb, gain_nb, offset_nb)).sum(-2)
+def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """r_t = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) on the lattice (T, P, K) and at the pixels (n, K)."""
+    at_pixels = affine_residual(g, h, p.pixels) - p.pixels.blotch_map(s).unsqueeze(1)
+    return affine_residual(g, h, p.lattice), at_pixels
 
 
 def huber(r: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
@@ -194,35 +196,17 @@ def huber(r: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
     return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> tuple[torch.Tensor, torch.Tensor]:
-    """r_t = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) on the lattice (T, P, K) and at the pixels (n, K)."""
-    pix = p.pixels
-    on_lattice = lattice_residual(g, h, p.lattice)
-    k = g.shape[1]
-    at_pixels = (pix.gain_map(g.flatten(2).transpose(1, 2).reshape(-1)).view(-1, k)
-                 + pix.offset_map(h.flatten(2).transpose(1, 2).reshape(-1, k))
-                 + pix.constant - pix.blotch_map(s).unsqueeze(1))
-    return on_lattice, at_pixels
-
-
-def lattice_residual(g: torch.Tensor, h: torch.Tensor, lat: Lattice) -> torch.Tensor:
-    """X̂_t − Σ_k w_{t,k} X̂_{t+k} at the points of a lattice, (T, P, K), S aside."""
-    gain, offset, gain_nb, offset_nb = fields_on_lattice(g, h, lat.basis, lat.nb)
-    return prediction_error(lat.y, gain, offset, lat.y_nb, gain_nb, offset_nb, lat.w)
-
-
 def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
     """Σ_t mean_x O_t ρ_δ(r_t): temporal consistency along motion (mean over K too), plus
     the long-range term on its lattice, λ_L Σ_t mean_x ρ_δ(r^L_t)."""
     on_lattice, at_pixels = residual(g, h, s, p)
-    frames = torch.arange(p.frames, device=on_lattice.device)
-    delta_lattice = per_frame(p.weights.delta, frames.view(-1, 1, 1))
-    delta_pixels = per_frame(p.weights.delta, p.pixels.frame.unsqueeze(1))
-    total = (p.lattice.q.unsqueeze(-1) * huber(on_lattice, delta_lattice)).sum()
-    total = total + (p.pixels.q.unsqueeze(1) * huber(at_pixels, delta_pixels)).sum()
+    parts = [(p.lattice, on_lattice, 1.0), (p.pixels, at_pixels, 1.0)]
     if p.far is not None and p.weights.lambda_l > 0:
-        far = lattice_residual(g, h, p.far)
-        total = total + p.weights.lambda_l * (p.far.q.unsqueeze(-1) * huber(far, delta_lattice)).sum()
+        parts.append((p.far, affine_residual(g, h, p.far), p.weights.lambda_l))
+    total = on_lattice.new_zeros(())
+    for points, r, weight in parts:
+        delta = per_frame(p.weights.delta, points.frame.unsqueeze(-1))
+        total = total + weight * (points.q.unsqueeze(-1) * huber(r, delta)).sum()
     return total / p.planes
 
 

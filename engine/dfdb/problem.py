@@ -13,8 +13,7 @@ import torch
 
 from . import blotch
 from .linear import LinearMap
-from .model import PIVOT
-from .objective import Lattice, Pixels, Problem, Weights
+from .objective import Pixels, Points, Problem, Weights, coefficients
 
 #: Lattice points per frame for the smooth part of the data term.
 LATTICE_POINTS = 3_000
@@ -57,13 +56,6 @@ def basis_at(yy: torch.Tensor, xx: torch.Tensor, size: tuple[int, int], grid: tu
     return corner, phi
 
 
-def dense_basis(yy: torch.Tensor, xx: torch.Tensor, size: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-    """(P, Gy·Gx) values of every control point's bilinear basis function at pixels (yy, xx)."""
-    corner, phi = basis_at(yy, xx, size, grid)
-    out = torch.zeros(yy.numel(), grid[0] * grid[1], dtype=phi.dtype, device=phi.device)
-    return out.scatter_add_(1, corner, phi)
-
-
 def assemble(
     y: torch.Tensor,
     y_nb: torch.Tensor,
@@ -85,13 +77,14 @@ def assemble(
     t, _, h, w = y.shape
     dev = y.device
     valid = blotch.any_of(weights != 0)  # (T, 1, H, W): frames with a residual of their own there
-    touched = torch.zeros_like(valid)
-    if support is not None and bool(support.any()):
-        # S enters its own frame's residual and, through the warps, its neighbours'; a pixel of
-        # a shot's first or last frame may have only the latter (its own weight is 0).
-        touched = support | (blotch.footprint(support, flows, weights, nb) & valid)
-    else:
+    if support is None:
         support = torch.zeros_like(valid)
+    # S enters its own frame's residual and, through the warps, its neighbours'; a pixel of a
+    # shot's first or last frame may have only the latter (its own weight is 0).
+    feet = blotch.footprints(support, flows, weights, nb) if bool(support.any()) else []
+    touched = support.clone()
+    for pixels in feet:
+        touched.view(-1)[pixels] = True
     exact = touched & valid
 
     # The lattice stands for the valid pixels that are not exact points, in equal shares.
@@ -100,44 +93,35 @@ def assemble(
     n_valid = valid.reshape(t, -1).sum(1).to(y.dtype)
     n_exact = exact.reshape(t, -1).sum(1).to(y.dtype)
     share = (n_valid - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
-    lat = Lattice(
-        q=on.to(y.dtype) * share.unsqueeze(1),
-        y=y[:, :, ly, lx].permute(0, 2, 1),
-        y_nb=y_nb[..., ly, lx].permute(0, 3, 1, 2),
-        w=weights[:, :, 0, ly, lx].permute(0, 2, 1),
-        nb=nb,
-        basis=dense_basis(ly, lx, (h, w), grid).to(y.dtype),
-    )
+    own = torch.arange(t, device=dev).unsqueeze(1)
+    y_lat = y[:, :, ly, lx].permute(0, 2, 1)  # (T, P, K)
+    basis = point_basis(own.expand(t, ly.numel()).reshape(-1), ly.repeat(t), lx.repeat(t), t, (h, w), grid)
+    coef, constant = coefficients(y_lat, y_nb[..., ly, lx].permute(0, 3, 1, 2), weights[:, :, 0, ly, lx].permute(0, 2, 1))
+    lat = Points(q=on.to(y.dtype) * share.unsqueeze(1), coef=coef, constant=constant,
+                 slots=torch.cat([own, nb], 1), frame=own, basis=basis)
     far_lattice = None
     if far is not None:
         # Each lattice point stands for 1/P of the frame; blotch pixels stay out (S is not in the term).
         far_nb, far_y, far_w = far
         counted = (far_w.sum(2) > 0) & ~touched[:, 0, ly, lx]
-        far_lattice = Lattice(q=counted.to(y.dtype) / ly.numel(), y=lat.y, y_nb=far_y, w=far_w, nb=far_nb, basis=lat.basis)
+        coef, constant = coefficients(y_lat, far_y, far_w)
+        far_lattice = Points(q=counted.to(y.dtype) / ly.numel(), coef=coef, constant=constant,
+                             slots=torch.cat([own, far_nb], 1), frame=own, basis=basis)
 
     idx = touched.reshape(-1).nonzero().squeeze(1)
     point_of = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
     point_of[idx] = torch.arange(idx.numel(), device=dev)
     frame, py, px = idx // (h * w), (idx // w) % h, idx % w
-    corner, phi = basis_at(py, px, (h, w), grid)
-    nodes = grid[0] * grid[1]
-    own = frame.unsqueeze(1) * nodes + corner
-    nbr = nb[frame].unsqueeze(2) * nodes + corner.unsqueeze(1)
     y_pix = y[frame, :, py, px]  # (n, K)
-    y_nb_pix = y_nb[frame, :, :, py, px]  # (n, J, K)
-    w_pix = weights[frame, :, 0, py, px]  # (n, J)
-    phi = phi.to(y.dtype)
-    s_index, rows, cols, vals = blotch.warp_map(support, flows, weights, nb, touched)
+    coef, constant = coefficients(y_pix, y_nb[frame, :, :, py, px], weights[frame, :, 0, py, px])
+    s_index, rows, cols, vals = blotch.warp_map(support, flows, weights, nb, feet)
     s_point = point_of[s_index]
     n, n_s = idx.numel(), s_index.numel()
     pixels = Pixels(
-        q=exact.reshape(-1)[idx].to(y.dtype) / (h * w), y=y_pix, y_nb=y_nb_pix, w=w_pix, frame=frame,
-        own=own, nbr=nbr, phi=phi,
-        gain_map=gain_map(own, nbr, phi, w_pix, y_pix, y_nb_pix, t * nodes),
-        offset_map=offset_map(own, nbr, phi, w_pix, t * nodes),
+        q=exact.reshape(-1)[idx].to(y.dtype) / (h * w), coef=coef, constant=constant, slots=lat.slots,
+        frame=frame, y=y_pix, basis=point_basis(frame, py, px, t, (h, w), grid),
         blotch_map=LinearMap(torch.cat([s_point, point_of[rows]]), torch.cat([torch.arange(n_s, device=dev), cols]),
                              torch.cat([vals.new_ones(n_s), -vals]), (n, n_s)),
-        constant=PIVOT * (1.0 - w_pix.sum(1, keepdim=True)),
     )
     return Problem(
         frames=t, size=(h, w), grid=grid, lattice=lat, far=far_lattice, pixels=pixels,
@@ -145,35 +129,14 @@ def assemble(
     )
 
 
-def _entries(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor,
-             c: torch.Tensor, c_nb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Triplets of the map u ↦ c·u_t(x) − Σ_k w_k c_k·u_{t+k}(x) for a grid field u of K
-    channels (flat control point × K + channel) at n points (point × K + channel).
+def point_basis(frame: torch.Tensor, yy: torch.Tensor, xx: torch.Tensor, frames: int, size: tuple[int, int],
+                grid: tuple[int, int]) -> LinearMap:
+    """Φ: a field per frame, (T·N, C), ↦ its values at the points (frame, yy, xx), each (n,), as (n, C).
 
-    own (n, 4), nbr (n, J, 4), phi (n, 4), w (n, J); c (n, K) and c_nb (n, J, K) the
-    coefficients. Returns rows, cols and values, each (n·K·4·(1 + J),), sorted by row, so
-    that the matrix is built without a sort.
+    Four entries per row (the bilinear basis of :func:`basis_at` in the point's frame), built
+    in row order.
     """
-    (n, k), j = c.shape, w.shape[1]
-    vals = phi.new_empty(n, k, 1 + j, 4)
-    torch.mul(c.unsqueeze(2), phi.unsqueeze(1), out=vals[:, :, 0])
-    torch.mul((w.unsqueeze(2) * c_nb).neg_().transpose(1, 2).unsqueeze(3), phi[:, None, None], out=vals[:, :, 1:])
-    nodes = torch.cat([own.unsqueeze(1), nbr], 1).unsqueeze(1)  # (n, 1, 1 + J, 4)
-    cols = nodes if k == 1 else nodes * k + torch.arange(k, device=own.device).view(1, k, 1, 1)
-    rows = torch.arange(n * k, device=own.device).view(n, k, 1, 1).expand(vals.shape)
-    return rows.reshape(-1), cols.expand(vals.shape).reshape(-1), vals.view(-1)
-
-
-def offset_map(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor, fields: int) -> LinearMap:
-    """H: h (T·N, K) ↦ h_t(x) − Σ_k w_k h_{t+k}(x) at the n points, (n, K)."""
-    ones = phi.new_ones(1, 1)
-    rows, cols, vals = _entries(own, nbr, phi, w, ones.expand(own.shape[0], 1), ones.expand(*w.shape, 1))
-    return LinearMap(rows, cols, vals, (own.shape[0], fields))
-
-
-def gain_map(own: torch.Tensor, nbr: torch.Tensor, phi: torch.Tensor, w: torch.Tensor, y: torch.Tensor,
-             y_nb: torch.Tensor, fields: int) -> LinearMap:
-    """G: g (T·N·K,) ↦ (Y_t − μ) g_t(x) − Σ_k w_k 𝒲(Y_{t+k} − μ) g_{t+k}(x), (n·K,); y (n, K), y_nb (n, J, K)."""
-    k = y.shape[1]
-    rows, cols, vals = _entries(own, nbr, phi, w, y - PIVOT, y_nb - PIVOT)
-    return LinearMap(rows, cols, vals, (own.shape[0] * k, fields * k))
+    corner, phi = basis_at(yy, xx, size, grid)
+    n, nodes = frame.numel(), grid[0] * grid[1]
+    rows = torch.arange(n, device=frame.device).repeat_interleave(4)
+    return LinearMap(rows, (frame.unsqueeze(1) * nodes + corner).reshape(-1), phi.reshape(-1), (n, frames * nodes))

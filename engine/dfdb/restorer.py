@@ -142,16 +142,21 @@ def neighbour_planes(y: torch.Tensor, flows: torch.Tensor, nb: torch.Tensor) -> 
 
 
 def candidate_support(y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, present: torch.Tensor,
-                      nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx).
+                      nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor,
+                      frames: slice) -> torch.Tensor:
+    """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx), on
+    ``frames`` (empty elsewhere).
 
     y (T, K, H, W), y_nb (T, J, K, H, W), valid and present (T, J, 1, H, W), nb (T, J) as in
     :meth:`Restorer._fit`; threshold (T,) intensity. The corrected neighbour planes are made
     one at a time (:func:`corrected_luma`) and go to :func:`blotch.candidates` as they come.
     """
-    x0 = corrected_luma(y, g, h)
-    x0_nb = (corrected_luma(y_nb[:, j], g[nb[:, j]], h[nb[:, j]]) for j in range(nb.shape[1]))
-    return blotch.candidates(x0, x0_nb, valid, present, threshold.view(-1, 1, 1, 1))
+    x0 = corrected_luma(y[frames], g[frames], h[frames])
+    around = nb[frames]
+    x0_nb = (corrected_luma(y_nb[frames, j], g[around[:, j]], h[around[:, j]]) for j in range(nb.shape[1]))
+    out = torch.zeros(y.shape[0], 1, *y.shape[2:], dtype=torch.bool, device=y.device)
+    out[frames] = blotch.candidates(x0, x0_nb, valid[frames], present[frames], threshold[frames].view(-1, 1, 1, 1))
+    return out
 
 
 def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -165,20 +170,22 @@ def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.T
     return out
 
 
-def unexplained(lumas: Sequence[np.ndarray]) -> np.ndarray:
-    """(T, 1, H, W) bool: pixels of each input luma (T × (H, W) float32) that no motion of up
-    to :data:`UNEXPLAINED_RADIUS` px brings from the adjacent frames (:func:`flow.impulses`
-    against frame t−1 and frame t+1, the one there is at the ends).
+def unexplained(lumas: Sequence[np.ndarray], frames: range) -> np.ndarray:
+    """(T, 1, H, W) bool: pixels of each input luma (T × (H, W) float32) of ``frames`` that no
+    motion of up to :data:`UNEXPLAINED_RADIUS` px brings from the adjacent frames
+    (:func:`flow.impulses` against frame t−1 and frame t+1, the one there is at the ends);
+    false on the other frames.
 
     A motion-free test on the frames as they came in (locally brightness-matched): it does not
     depend on the flow or on the flicker fit, whose errors can make a pixel of a moving object
     look impulsive along its motion.
     """
-    out = np.ones((len(lumas), 1, *lumas[0].shape), bool)
-    for i, y in enumerate(lumas):
+    out = np.zeros((len(lumas), 1, *lumas[0].shape), bool)
+    for i in frames:
+        out[i, 0] = True
         for k in (i - 1, i + 1):
             if 0 <= k < len(lumas):
-                out[i, 0] &= impulses(y, lumas[k], UNEXPLAINED_RADIUS)
+                out[i, 0] &= impulses(lumas[i], lumas[k], UNEXPLAINED_RADIUS)
     return out
 
 
@@ -378,7 +385,7 @@ class Restorer:
         The colour frames are stacked twice, for the planes and for the result, rather than
         held while the chunk is fitted (the fit's working set is the peak of the engine's)."""
         flows, valid, present, nb = self._neighbours(ctx, lumas)
-        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), [f.luma for f in ctx], flows, valid, present, nb)
+        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), [f.luma for f in ctx], flows, valid, present, nb, core)
         # Repairs take the valid neighbours, or the present ones where none is valid.
         usable = valid | (present & ~blotch.any_of(valid).unsqueeze(1))
         del valid, present
@@ -393,12 +400,15 @@ class Restorer:
         return colour
 
     def _fit(self, y: torch.Tensor, lumas: list[np.ndarray], flows: torch.Tensor, valid: torch.Tensor,
-             present: torch.Tensor, nb: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+             present: torch.Tensor, nb: torch.Tensor, core: range
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Fit the chunk: corrections g, h (T, K, Gy, Gx), None when neither flicker nor blotches
         are asked for, and the repaired blotch support (T, 1, H, W) bool.
 
         y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)); flows, valid, present,
-        nb from :meth:`_neighbours`.
+        nb from :meth:`_neighbours`; core: the frames restored. The blotch layer lives on the
+        core and the r frames on each side, whose blotches enter the core's residuals and
+        repairs; the rest of the context serves the corrections only.
         """
         p = self.params
         dev = y.device
@@ -421,8 +431,10 @@ class Restorer:
         if not p.blotches:
             return first.g, first.h, none
         with torch.no_grad():
-            support = candidate_support(y, y_nb, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s)
-            support &= torch.from_numpy(unexplained(lumas)).to(dev)
+            near = range(max(core.start - p.radius, 0), min(core.stop + p.radius, t))
+            support = candidate_support(y, y_nb, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
+                                        slice(near.start, near.stop))
+            support &= torch.from_numpy(unexplained(lumas, near)).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
             problem = self._problem(y, y_nb, valid, nb, flows, lam, support, far)
         schedule = self._schedule_for(problem)

@@ -16,13 +16,12 @@ minimising E after K iterations.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .model import PIVOT, restore
-from .objective import Problem, energy, fields_at, smooth_part
+from .model import restore
+from .objective import Problem, energy, slot_table, smooth_part
 
 #: η for every iteration when not autotuned: how far beyond the safe 1/L bound to step.
 DEFAULT_STEP = 1.5
@@ -58,47 +57,37 @@ class Variables:
 
     @classmethod
     def identity(cls, p: Problem) -> "Variables":
-        g = torch.ones(p.frames, p.planes, *p.grid, dtype=p.lattice.y.dtype, device=p.lattice.y.device)
+        g = torch.ones(p.frames, p.planes, *p.grid, dtype=p.lattice.coef.dtype, device=p.lattice.coef.device)
         return cls(g, torch.zeros_like(g), g.new_zeros(p.s_index.numel()))
 
 
 def preconditioner(p: Problem) -> Variables:
     """Diagonal of ∇²f (Jacobi), per unknown: the scale each coordinate is stepped in.
 
-    Control point j of frame t enters its own residuals with coefficient φ_j·c and its
-    neighbours' residuals with w_k·φ_j·c (c = Y − μ for the gain, 1 for the offset): the
-    diagonal is Σ q·φ_j·c² over the former plus Σ q·w_k²·φ_j·c² over the latter, plus the
-    regularisers' diagonals. A blotch pixel's is (1 + Σ w²)/N.
+    Control point j of the frame in slot s of a residual enters it with coefficient φ_j·c_s
+    (:func:`~dfdb.objective.coefficients`: Y − μ for the gain of the frame itself, w_k·(Y − μ)
+    for a neighbour's, 1 and w_k for the offsets): the diagonal is Σ q·φ_j·c_s² over every
+    residual and slot that reads it (the long-range lattice λ_L times), plus the regularisers'
+    diagonals. A blotch pixel's is (1 + Σ w²)/N.
     """
     t, k = p.frames, p.planes
     gy, gx = p.grid
     nodes = gy * gx
-    lat, pix = p.lattice, p.pixels
-    dtype, dev = lat.y.dtype, lat.y.device
-    lattices = [(lat, 1.0)] + ([(p.far, p.weights.lambda_l)] if p.far is not None and p.weights.lambda_l > 0 else [])
-
-    def collect(c: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """Σ q·φ·c² over own residuals plus Σ q·w²·φ·c² over the neighbours', on the lattices
-        (the long-range one λ_L times) and the full-resolution points, (T·N, K); ``c`` maps
-        observed values to the squared coefficient."""
-        out = torch.zeros(t * nodes, k, dtype=dtype, device=dev)
-        for part, weight in lattices:
-            own = torch.einsum("tp,tpk,pn->tnk", part.q, c(part.y), part.basis)
-            seen = torch.einsum("tpj,tpjk,pn->tjnk", part.q.unsqueeze(2) * part.w.pow(2), c(part.y_nb), part.basis)
-            out += weight * own.index_add(0, part.nb.reshape(-1), seen.reshape(-1, nodes, k)).reshape(-1, k)
-        out = out.index_add(0, pix.own.reshape(-1), ((pix.q.unsqueeze(1) * pix.phi).unsqueeze(2) * c(pix.y).unsqueeze(1)).reshape(-1, k))
-        nbr = (pix.q.unsqueeze(1) * pix.w.pow(2)).unsqueeze(2) * pix.phi.unsqueeze(1)  # (n, J, 4)
-        return out.index_add(0, pix.nbr.reshape(-1), (nbr.unsqueeze(3) * c(pix.y_nb).unsqueeze(2)).reshape(-1, k))
-
+    pix = p.pixels
+    parts = [(p.lattice, 1.0), (pix, 1.0)] + ([(p.far, p.weights.lambda_l)] if p.far is not None and p.weights.lambda_l > 0 else [])
+    diag = torch.zeros(t, nodes, 2, k, dtype=pix.coef.dtype, device=pix.coef.device)
+    for points, weight in parts:
+        squares = points.q[..., None, None, None] * points.coef.pow(2)  # (..., S, 2, K)
+        slots = points.slots.shape[1]
+        spread = points.spread(squares.flatten(-3)).view(t, nodes, slots, 2, k).transpose(1, 2)
+        diag.index_add_(0, points.slots.reshape(-1), spread.reshape(-1, nodes, 2, k), alpha=weight)
     edges = (gy - 1) * gx + gy * (gx - 1)
     reg = (4.0 * p.weights.lambda_r / edges if edges else 0.0) + 2.0 * (p.weights.lambda_p + p.weights.lambda_0) / nodes
-    shape = lambda d: (d / k + reg).clamp(min=1e-6).view(t, nodes, k).transpose(1, 2).reshape(t, k, gy, gx)  # noqa: E731
-    dg = shape(collect(lambda y: (y - PIVOT).pow(2)))
-    dh = shape(collect(torch.ones_like))
-    ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=dtype, device=dev)
+    shape = lambda d: (d / k + reg).clamp(min=1e-6).transpose(1, 2).reshape(t, k, gy, gx)  # noqa: E731
+    ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=diag.dtype, device=diag.device)
     if p.s_point.numel():
-        ds = ds * (1.0 + (pix.w**2).sum(1))[p.s_point]
-    return Variables(dg, dh, ds)
+        ds = ds * pix.coef[p.s_point, :, 1, 0].pow(2).sum(1)  # the offsets' coefficients: 1 + Σ w²
+    return Variables(shape(diag[:, :, 0]), shape(diag[:, :, 1]), ds)
 
 
 def _gradient(v: Variables, p: Problem) -> Variables:
@@ -141,8 +130,9 @@ def project_box(v: Variables, p: Problem) -> torch.Tensor:
     """s clipped so that X̂ = gY + h − S stays in [0, 1] at its support (luma, mean over K)."""
     if v.s.numel() == 0:
         return v.s
-    i, pix = p.s_point, p.pixels
-    at = restore(pix.y[i], *fields_at(v.g, v.h, pix.own[i], pix.phi[i])).mean(1)
+    pix = p.pixels
+    fields = pix.interpolate(slot_table(v.g, v.h, pix.slots[:, :1]))[p.s_point].view(-1, 2, p.planes)
+    at = restore(pix.y[p.s_point], fields[:, 0], fields[:, 1]).mean(1)
     return torch.minimum(torch.maximum(v.s, at - 1.0), at)
 
 
@@ -187,9 +177,9 @@ def autotune(p: Problem, iterations: int, steps: int = 15, lr: float = 0.15) -> 
 
     Starts from the shipped defaults and keeps them if tuning does not lower E.
     """
-    base = Schedule.default(iterations).to(p.lattice.nb.device)
-    log_eta = torch.zeros(iterations, device=p.lattice.nb.device, requires_grad=True)
-    log_tau = torch.zeros(iterations, device=p.lattice.nb.device, requires_grad=True)
+    base = Schedule.default(iterations).to(p.lattice.slots.device)
+    log_eta = torch.zeros(iterations, device=p.lattice.slots.device, requires_grad=True)
+    log_tau = torch.zeros(iterations, device=p.lattice.slots.device, requires_grad=True)
     opt = torch.optim.Adam([log_eta, log_tau], lr=lr)
 
     def objective_after(schedule: Schedule, create_graph: bool) -> torch.Tensor:

@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dfdb.allocator import keep_freed_memory
+
+    keep_freed_memory()
     args = _parser().parse_args(argv)
     run = _restore_stream if args.synthetic_frames else _restore_file
     if not args.synthetic_frames and not (args.input and args.output and args.mask):
