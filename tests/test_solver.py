@@ -12,7 +12,7 @@ from dfdb.objective import Weights, energy, residual
 from dfdb.problem import assemble
 from dfdb.flow import track
 from dfdb.objective import affine_residual
-from dfdb.restorer import gaussian_average, long_range, offsets, temporal_weights
+from dfdb.restorer import gaussian_average, long_range, neighbour_beta, offsets
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
 
 LAM = Weights(lambda_s=0.05, lambda_r=0.05, lambda_p=0.002, lambda_0=0.0001, delta=0.04)
@@ -30,7 +30,7 @@ def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = N
     y_nb = y[nb.reshape(-1)].view(t, len(ks), 1, h, w)
     far = long_range(y, flows, valid, reach) if reach else None
     lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
-    return assemble(y, y_nb, temporal_weights(valid, 2), nb, flows, grid, lam, gaussian_average(t, 6.0, y.device),
+    return assemble(y, y_nb, valid, neighbour_beta(2, y.device), nb, flows, grid, lam, gaussian_average(t, 6.0, y.device),
                     support, far)
 
 

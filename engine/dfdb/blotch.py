@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .flow import fill, frame_blocks, warp
+from .objective import pair_weights
 
 
 #: Extra fraction of the threshold for pixels whose valid neighbours all lie on one side in time.
@@ -125,27 +126,28 @@ def solid(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).to(mask.device)
 
 
-def footprints(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor) -> list[torch.Tensor]:
+def footprints(support: torch.Tensor, flows: torch.Tensor, pairs: torch.Tensor, nb: torch.Tensor) -> list[torch.Tensor]:
     """For each neighbour k, the pixels whose motion-compensated sample of S_{t+k} touches S's
     support: flat indices into (T, H, W), ascending, one tensor per k.
 
     These are the pixels where the term w_{t,k} 𝒲_{t,k}(S_{t+k}) of the residual can be
-    non-zero. support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px; weights: (T, J, 1, H, W);
-    nb: (T, J) long.
+    non-zero. support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px; pairs: (T, J, 1, H, W)
+    bool, where w_{t,k} ≠ 0 (:func:`~dfdb.objective.paired`); nb: (T, J) long.
     """
     out = []
     for k in range(flows.shape[1]):
         moved = warp(support[nb[:, k]].float(), flows[:, k]) > 0
-        out.append((moved & (weights[:, k] != 0)).reshape(-1).nonzero().squeeze(1))
+        out.append((moved & pairs[:, k]).view(-1).nonzero().squeeze(1))
     return out
 
 
-def warp_map(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, nb: torch.Tensor,
+def warp_map(support: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, beta: torch.Tensor, nb: torch.Tensor,
              footprints: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sparse operator S ↦ Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) for S on ``support``.
 
-    support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px from t to t + k; weights: (T, J, 1,
-    H, W); nb: (T, J) long; footprints: :func:`footprints`, the pixels to evaluate each term at.
+    support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px from t to t + k; valid: (T, J, 1,
+    H, W) bool and beta (J,), which give the weights (:func:`~dfdb.objective.pair_weights`);
+    nb: (T, J) long; footprints: :func:`footprints`, the pixels to evaluate each term at.
     Returns (s_index, rows, cols, vals): S's flat indices into (T, H, W), and the triplets
     "pixel ``rows`` (flat into (T, H, W)) gets ``vals``·s[``cols``]" of the bilinear warp.
     """
@@ -155,14 +157,13 @@ def warp_map(support: torch.Tensor, flows: torch.Tensor, weights: torch.Tensor, 
     lookup = torch.full((t * h * w,), -1, dtype=torch.int32, device=dev)
     lookup[s_index] = torch.arange(s_index.numel(), device=dev, dtype=torch.int32)
     # Gathers by flat index (index_select): indexing with several index tensors is slower.
-    flat_flows, flat_weights = flows.reshape(-1, 2), weights.reshape(-1)
+    flat_flows, per_pixel = flows.reshape(-1, 2), valid.reshape(t, j, h * w)
     rows, cols, vals = [], [], []
     for k, pixels in enumerate(footprints):
         ti, pixel = pixels // (h * w), pixels % (h * w)
         yi, xi = (pixel // w).to(flows.dtype), (pixel % w).to(flows.dtype)
-        at = ti * (j * h * w) + k * h * w + pixel  # into (T, J, H, W)
-        u = flat_flows.index_select(0, at)
-        wk = flat_weights.index_select(0, at)
+        u = flat_flows.index_select(0, ti * (j * h * w) + k * h * w + pixel)
+        wk = pair_weights(per_pixel[ti, :, pixel], beta)[:, k]
         px, py = (xi + u[:, 0]).clamp(0, w - 1), (yi + u[:, 1]).clamp(0, h - 1)
         x0, y0 = px.floor().long(), py.floor().long()
         fx, fy = px - x0, py - y0

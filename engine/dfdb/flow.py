@@ -196,20 +196,20 @@ class FlowEstimator:
         """Flows a→b and b→a between lumas ``a`` and ``b`` (H, W) float32 of two frames
         ``distance`` frames apart.
 
-        The lumas are area-downscaled to the flow's grid first and the blotch-free features
-        (:func:`pair_features`) computed there: they cost as little as the flow. The
-        forward–backward consistency is decided at the frame's resolution, where its
-        tolerance is set, on the flows upsampled as :meth:`Flow.unpack` upsamples them; the
-        invalid flow is then interpolated on the flow's own grid.
+        Everything runs on the flow's grid, where it costs as little as the flow: the lumas
+        are area-downscaled to it, the blotch-free features (:func:`pair_features`) computed
+        there, and the forward–backward consistency decided there, with its tolerance scaled
+        from frame pixels to the grid's.
         """
         h, w = self.size(a.shape)
+        scale = w / a.shape[1]
         small = (a, b) if (h, w) == a.shape else (cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA),
                                                    cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA))
-        fa, fb = pair_features(*small, distance, w / a.shape[1])
+        fa, fb = pair_features(*small, distance, scale)
         fwd, bwd = self._dis().calc(fa, fb, None), self._dis().calc(fb, fa, None)
-        fwd_full, bwd_full = upscale(fwd, a.shape), upscale(bwd, a.shape)
-        ok_fwd, ok_bwd = consistent(fwd_full, bwd_full), consistent(bwd_full, fwd_full)
-        return _cached(fwd, ok_fwd), _cached(bwd, ok_bwd)
+        tol = CONSISTENCY_TOLERANCE * scale
+        return (_cached(fwd, consistent(fwd, bwd, tol), a.shape),
+                _cached(bwd, consistent(bwd, fwd, tol), a.shape))
 
     def _dis(self) -> cv2.DISOpticalFlow:
         return cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
@@ -219,13 +219,14 @@ class FlowEstimator:
 INTERPOLATION_CELL = 4
 
 
-def _cached(field: np.ndarray, valid: np.ndarray) -> Flow:
-    """The :class:`Flow` of ``field`` (h, w, 2) on its grid with validity ``valid`` (H, W) bool
-    at the frame's resolution: invalid flow interpolated on the field's grid, validity packed."""
+def _cached(field: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> Flow:
+    """The :class:`Flow` of ``field`` (h, w, 2) on its grid with validity ``valid`` (h, w)
+    bool there, for H×W frames (``size``): invalid flow interpolated on the field's grid,
+    validity taken to the frame's resolution (nearest grid pixel) and packed."""
     h, w = field.shape[:2]
-    on_grid = valid if valid.shape == (h, w) else cv2.resize(valid.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
-    factor = max(1, round(INTERPOLATION_CELL * w / valid.shape[1]))
-    return Flow(interpolate_invalid(field, on_grid, factor), np.packbits(valid))
+    factor = max(1, round(INTERPOLATION_CELL * w / size[1]))
+    full = valid if (h, w) == size else cv2.resize(valid.view(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST).view(bool)
+    return Flow(interpolate_invalid(field, valid, factor), np.packbits(full))
 
 
 def upscale(flow: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
@@ -256,7 +257,11 @@ def targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flow[..., 0] + np.arange(w, dtype=np.float32), flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
 
 
-def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = 0.75) -> np.ndarray:
+#: Forward–backward round-trip error (frame pixels) below which a flow is valid.
+CONSISTENCY_TOLERANCE = 0.75
+
+
+def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = CONSISTENCY_TOLERANCE) -> np.ndarray:
     """Validity mask (H, W) bool of the forward flow t→t+k by forward–backward consistency.
 
     A pixel is valid when following the forward flow and then the backward flow returns within

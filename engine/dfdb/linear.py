@@ -1,10 +1,10 @@
 """Sparse linear maps with their adjoints, differentiable, for the solver's inner loop.
 
-The data term at full-resolution points is an affine function of the unknowns (g, h, S): each
-point reads four control points of its own frame and four of each neighbour frame, and a few
-blotch pixels through the warp. Written as sparse matrices, one gradient evaluation is two
-sparse products (A x forward, Aᵀ y backward) instead of gathers, broadcasts and scatter-adds
-of (n, J, 4, K) intermediates; autograd is told that the adjoint of A is Aᵀ, which is stored
+The fields at the data term's points are a sparse product: each point reads four control
+points of a frame (the bilinear basis Φ, :func:`dfdb.problem.point_basis`), and the blotch
+layer enters through a few pixels of the warp. Written as sparse matrices, one gradient
+evaluation is two sparse products (A x forward, Aᵀ y backward) instead of gathers,
+broadcasts and scatter-adds; autograd is told that the adjoint of A is Aᵀ, which is stored
 too (CSR products with a transposed matrix are slow), so the maps stay differentiable (also
 twice, for the unrolled schedule's tuning).
 """
@@ -36,8 +36,8 @@ def csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple
 def sort_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
     """The stable permutation (nnz,) int64 that sorts ``keys`` (nnz,), integers in [0, bound).
 
-    On the CPU, keys that fit 16 bits (the adjoints of the correction maps have a few hundred
-    columns) are sorted by NumPy, which radix-sorts them (a counting sort per byte, O(nnz)):
+    On the CPU, keys that fit 16 bits (the adjoint of a bilinear basis has a row per control
+    point of the chunk, a few thousand) are sorted by NumPy, which radix-sorts them (a counting sort per byte, O(nnz)):
     about twice as fast as ``torch.sort``, which compares.
     """
     if keys.device.type == "cpu" and bound <= 1 << 16:
@@ -59,11 +59,7 @@ class _Apply(torch.autograd.Function):
 
 class LinearMap:
     """x (m, K) or (m,) ↦ A x for a sparse A (n, m) given by triplets; differentiable in x.
-
-    Zero values are stored like any other. About a tenth of the correction maps' entries are
-    zeros (invalid neighbours), which make each product some 8 % slower; dropping them would
-    copy every triplet array, which costs more than the products of a whole solve save.
-    """
+    Zero values are stored like any other."""
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> None:
         rows, cols = rows.to(torch.int32), cols.to(torch.int32)

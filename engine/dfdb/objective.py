@@ -117,6 +117,27 @@ class Pixels(Points):
     blotch_map: LinearMap
 
 
+def pair_weights(valid: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The temporal weights w_{t,k} (..., J, ...) from the validity (..., J, ...) bool of each
+    neighbour (J on axis 1), ``beta`` (J,) the weight of each offset.
+
+    Symmetric pairs (−k, +k) that are both valid share the weight of distance |k|; the weights
+    are renormalised over the valid pairs, so Σ_k w = 1 and Σ_k w·k = 0: a linear ramp in time
+    has zero residual. Where no pair is valid (a shot's first and last frames, one-sided
+    occlusion) the residual is left out (all w are 0): any one-sided prediction either
+    penalises a fade or extrapolates with negative weights. Those frames are still corrected,
+    as the neighbours in their neighbours' residuals.
+    """
+    wp = paired(valid).float().mul_(beta.view(1, -1, *[1] * (valid.dim() - 2)))
+    return wp.div_(wp.sum(1, keepdim=True).clamp_(min=1e-12))
+
+
+def paired(valid: torch.Tensor) -> torch.Tensor:
+    """(..., J, ...) bool (J on axis 1): neighbour k and its mirror −k are both valid (offsets
+    ordered −r…−1, 1…r, so the mirror of index j is J−1−j)."""
+    return valid & valid.flip(1)
+
+
 def coefficients(y: torch.Tensor, y_nb: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The residual X̂_t − Σ_k w_k X̂_{t+k} written out in the fields, X̂ = g (Y − μ) + μ + h.
 

@@ -13,7 +13,7 @@ import torch
 
 from . import blotch
 from .linear import LinearMap
-from .objective import Pixels, Points, Problem, Weights, coefficients
+from .objective import Pixels, Points, Problem, Weights, coefficients, pair_weights, paired
 
 #: Lattice points per frame for the smooth part of the data term.
 LATTICE_POINTS = 3_000
@@ -59,7 +59,8 @@ def basis_at(yy: torch.Tensor, xx: torch.Tensor, size: tuple[int, int], grid: tu
 def assemble(
     y: torch.Tensor,
     y_nb: torch.Tensor,
-    weights: torch.Tensor,
+    valid: torch.Tensor,
+    beta: torch.Tensor,
     nb: torch.Tensor,
     flows: torch.Tensor,
     grid: tuple[int, int],
@@ -70,33 +71,37 @@ def assemble(
 ) -> Problem:
     """The chunk's problem; S allowed on ``support`` (T, 1, H, W) bool, or nowhere.
 
-    y: (T, K, H, W); y_nb: (T, J, K, H, W); weights: (T, J, 1, H, W); nb: (T, J); flows:
-    (T, J, H, W, 2) px. ``far``: the long-range term's (nb (T, M), tracked values (T, P, M, K),
-    weights (T, P, M)) at the points of :func:`lattice_points`, or None.
+    y: (T, K, H, W); y_nb: (T, J, K, H, W); valid: (T, J, 1, H, W) bool, the neighbours'
+    validity, and beta (J,) the offsets' weights, which give the temporal weights
+    (:func:`~dfdb.objective.pair_weights`, evaluated at the sample points only); nb: (T, J);
+    flows: (T, J, H, W, 2) px. ``far``: the long-range term's (nb (T, M), tracked values
+    (T, P, M, K), weights (T, P, M)) at the points of :func:`lattice_points`, or None.
     """
     t, _, h, w = y.shape
     dev = y.device
-    valid = blotch.any_of(weights != 0)  # (T, 1, H, W): frames with a residual of their own there
+    pairs = paired(valid)  # (T, J, 1, H, W): the neighbours with a weight
+    counted = blotch.any_of(pairs)  # (T, 1, H, W): pixels with a residual of their own
     if support is None:
-        support = torch.zeros_like(valid)
+        support = torch.zeros_like(counted)
     # S enters its own frame's residual and, through the warps, its neighbours'; a pixel of a
     # shot's first or last frame may have only the latter (its own weight is 0).
-    feet = blotch.footprints(support, flows, weights, nb) if bool(support.any()) else []
+    feet = blotch.footprints(support, flows, pairs, nb) if bool(support.any()) else []
     touched = support.clone()
     for pixels in feet:
         touched.view(-1)[pixels] = True
-    exact = touched & valid
+    exact = touched & counted
 
     # The lattice stands for the valid pixels that are not exact points, in equal shares.
     ly, lx = lattice_points((h, w), dev)
-    on = (valid & ~touched)[:, 0, ly, lx]  # (T, P)
-    n_valid = valid.reshape(t, -1).sum(1).to(y.dtype)
-    n_exact = exact.reshape(t, -1).sum(1).to(y.dtype)
-    share = (n_valid - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
+    on = counted[:, 0, ly, lx] & ~touched[:, 0, ly, lx]  # (T, P)
+    n_counted = torch.count_nonzero(counted.view(t, -1), 1).to(y.dtype)
+    n_exact = torch.count_nonzero(exact.view(t, -1), 1).to(y.dtype)
+    share = (n_counted - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
     own = torch.arange(t, device=dev).unsqueeze(1)
     y_lat = y[:, :, ly, lx].permute(0, 2, 1)  # (T, P, K)
     basis = point_basis(own.expand(t, ly.numel()).reshape(-1), ly.repeat(t), lx.repeat(t), t, (h, w), grid)
-    coef, constant = coefficients(y_lat, y_nb[..., ly, lx].permute(0, 3, 1, 2), weights[:, :, 0, ly, lx].permute(0, 2, 1))
+    w_lat = pair_weights(valid[:, :, 0, ly, lx], beta).permute(0, 2, 1)  # (T, P, J)
+    coef, constant = coefficients(y_lat, y_nb[..., ly, lx].permute(0, 3, 1, 2), w_lat)
     lat = Points(q=on.to(y.dtype) * share.unsqueeze(1), coef=coef, constant=constant,
                  slots=torch.cat([own, nb], 1), frame=own, basis=basis)
     far_lattice = None
@@ -108,19 +113,18 @@ def assemble(
         far_lattice = Points(q=counted.to(y.dtype) / ly.numel(), coef=coef, constant=constant,
                              slots=torch.cat([own, far_nb], 1), frame=own, basis=basis)
 
-    idx = touched.reshape(-1).nonzero().squeeze(1)
-    point_of = torch.full((t * h * w,), -1, dtype=torch.long, device=dev)
-    point_of[idx] = torch.arange(idx.numel(), device=dev)
+    idx = touched.view(-1).nonzero().squeeze(1)  # the points, ascending; point i is pixel idx[i]
     frame, py, px = idx // (h * w), (idx // w) % h, idx % w
     y_pix = y[frame, :, py, px]  # (n, K)
-    coef, constant = coefficients(y_pix, y_nb[frame, :, :, py, px], weights[frame, :, 0, py, px])
-    s_index, rows, cols, vals = blotch.warp_map(support, flows, weights, nb, feet)
-    s_point = point_of[s_index]
+    coef, constant = coefficients(y_pix, y_nb[frame, :, :, py, px], pair_weights(valid[frame, :, 0, py, px], beta))
+    s_index, rows, cols, vals = blotch.warp_map(support, flows, valid, beta, nb, feet)
+    s_point = torch.searchsorted(idx, s_index)
     n, n_s = idx.numel(), s_index.numel()
     pixels = Pixels(
-        q=exact.reshape(-1)[idx].to(y.dtype) / (h * w), coef=coef, constant=constant, slots=lat.slots,
+        q=exact.view(-1)[idx].to(y.dtype) / (h * w), coef=coef, constant=constant, slots=lat.slots,
         frame=frame, y=y_pix, basis=point_basis(frame, py, px, t, (h, w), grid),
-        blotch_map=LinearMap(torch.cat([s_point, point_of[rows]]), torch.cat([torch.arange(n_s, device=dev), cols]),
+        blotch_map=LinearMap(torch.cat([s_point, torch.searchsorted(idx, rows)]),
+                             torch.cat([torch.arange(n_s, device=dev), cols]),
                              torch.cat([vals.new_ones(n_s), -vals]), (n, n_s)),
     )
     return Problem(

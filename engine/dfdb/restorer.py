@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from . import blotch
+from .allocator import release_freed_memory
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
 from .flow import Flow, FlowEstimator, flicker_invariant, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
-from .objective import Problem, Weights, residual
+from .objective import Problem, Weights, pair_weights, paired, residual
 from .problem import assemble, lattice_points
 from .params import Params
 from .solver import Schedule, Variables, autotune, fista
@@ -105,31 +106,10 @@ def offsets(radius: int) -> list[int]:
     return [k for k in range(-radius, radius + 1) if k]
 
 
-def temporal_weights(valid: torch.Tensor, radius: int) -> torch.Tensor:
-    """w_{t,k}(x) (T, J, 1, H, W) from neighbour validity (T, J, 1, H, W) bool.
-
-    Symmetric pairs (−k, +k) that are both valid share the weight of distance |k|; the weights
-    are renormalised over the valid pairs, so Σ_k w = 1 and Σ_k w·k = 0: a linear ramp in time
-    has zero residual. Where no pair is valid (a shot's first and last frames, one-sided
-    occlusion) the residual is left out: any one-sided prediction either penalises a fade or
-    extrapolates with negative weights. Those frames are still corrected, as the neighbours in
-    their neighbours' residuals.
-    """
-    beta = torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in offsets(radius)], device=valid.device)
-    return pair_weights(valid, beta)
-
-
-def pair_weights(valid: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Weights (T, J, ...) of the offsets whose symmetric pair is valid (``valid`` (T, J, ...)
-    bool), ``beta`` (J,) each, renormalised to sum to 1 over J (0 where no pair is valid)."""
-    wp = paired(valid).float().mul_(beta.view(1, -1, *[1] * (valid.dim() - 2)))
-    return wp.div_(wp.sum(1, keepdim=True).clamp_(min=1e-12))
-
-
-def paired(valid: torch.Tensor) -> torch.Tensor:
-    """(T, J, 1, H, W) bool: neighbour k and its mirror −k are both valid (offsets ordered
-    −r…−1, 1…r, so the mirror of index j is J−1−j)."""
-    return valid & valid.flip(1)
+def neighbour_beta(radius: int, device: torch.device) -> torch.Tensor:
+    """β (J,): the weight of each offset k (:data:`NEIGHBOUR_WEIGHTS` at distance |k|), which
+    :func:`~dfdb.objective.pair_weights` renormalises over the valid pairs."""
+    return torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in offsets(radius)], device=device)
 
 
 def neighbour_planes(y: torch.Tensor, flows: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
@@ -283,6 +263,7 @@ class Restorer:
                     if progress is not None:
                         progress(done)
                 next_core = core_end
+                release_freed_memory()
                 keep_from = next_core - margin
                 buffer = [f for f in buffer if f.index >= keep_from]
                 self._flows = {k: v for k, v in self._flows.items() if min(k) >= keep_from}
@@ -458,7 +439,7 @@ class Restorer:
         weights derived from ``valid`` on the spot: they are not held between the two passes."""
         p = self.params
         t = y.shape[0]
-        return assemble(y, y_nb, temporal_weights(valid, p.radius), nb, flows, p.grid, lam,
+        return assemble(y, y_nb, valid, neighbour_beta(p.radius, y.device), nb, flows, p.grid, lam,
                         gaussian_average(t, GAUGE_SIGMA, y.device), support, far)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
