@@ -24,7 +24,7 @@ from . import blotch
 from .allocator import release_freed_memory
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, flicker_invariant, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
+from .flow import Flow, FlowEstimator, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, pair_weights, paired, residual
@@ -88,7 +88,7 @@ class _Frame:
 def _frame(index: int, key: Hashable, image: np.ndarray) -> _Frame:
     image = as_float(image)
     y = luma(image[..., :3])
-    return _Frame(index, key, image, y, thumbnail(flicker_invariant(y)))
+    return _Frame(index, key, image, y, thumbnail(y))
 
 
 def context_frames(radius: int) -> int:
@@ -370,7 +370,7 @@ class Restorer:
         # Repairs take the valid neighbours, or the present ones where none is valid.
         usable = valid | (present & ~blotch.any_of(valid).unsqueeze(1))
         del valid, present
-        return self._finish(ctx, core, self._colour(ctx), g, hf, repaired, flows, usable, nb, lumas)
+        return self._finish(ctx, core, g, hf, repaired, flows, usable, nb, lumas)
 
     def _colour(self, ctx: list[_Frame]) -> torch.Tensor:
         """The context's colour channels (T, 3|1, H, W) on the device (alpha left out)."""
@@ -450,32 +450,42 @@ class Restorer:
             self._schedule = autotune(problem, self.params.iterations)
         return self._schedule
 
-    def _finish(self, ctx, core, colour, g, h, repaired, flows, usable, nb, lumas) -> list[RestoredFrame]:
-        """Apply the corrections, debias the blotch support, and package the core frames."""
+    def _finish(self, ctx, core, g, h, repaired, flows, usable, nb, lumas) -> list[RestoredFrame]:
+        """Apply the corrections, debias the blotch support, and package the core frames.
+
+        Only the core and the r frames on each side, which its repairs read, are corrected
+        (every frame when a second pass follows, which matches flows on all of them)."""
         p = self.params
+        if p.second_pass and lumas is None and g is not None:
+            lo, hi = 0, len(ctx)
+        else:
+            lo, hi = max(core.start - p.radius, 0), min(core.stop + p.radius, len(ctx))
+        colour = self._colour(ctx[lo:hi])
         t, _, hh, ww = colour.shape
         if g is None:
             gain = torch.ones(t, 1, hh, ww, device=colour.device)
             offset = torch.zeros_like(gain)
         else:
-            gain, offset = upsample(g, (hh, ww)), upsample(h, (hh, ww))
+            gain, offset = upsample(g[lo:hi], (hh, ww)), upsample(h[lo:hi], (hh, ww))
         corrected = torch.empty_like(colour)
         for b in frame_blocks(t, (hh, ww), colour.device):  # the temporaries stay in the cache
             corrected[b] = restore(colour[b], gain[b], offset[b])
-        cidx = torch.tensor(list(core), device=colour.device)
+        cidx = torch.arange(core.start - lo, core.stop - lo, device=colour.device)
+        # Frame indices within the span: the core's neighbours all lie in it.
+        repaired, flows, usable, nb = repaired[lo:hi], flows[lo:hi], usable[lo:hi], nb[lo:hi] - lo
         corrected = self._repair(corrected, colour, gain, offset, repaired, flows, usable, nb, cidx)
         if p.second_pass and lumas is None and g is not None:
             restored_luma = self._planes(corrected).mean(1).clamp(0, 1).cpu().numpy()
             return self._solve(ctx, core, list(restored_luma))
         out = []
         for i in core:
-            f = ctx[i]
-            img = corrected[i].clamp(0, 1).permute(1, 2, 0)
+            f, j = ctx[i], i - lo
+            img = corrected[j].clamp(0, 1).permute(1, 2, 0)
             img = f.image[..., : img.shape[-1]] + p.strength * (img.cpu().numpy() - f.image[..., : img.shape[-1]])
             if f.image.shape[-1] == 4:
                 img = np.concatenate([img, f.image[..., 3:]], axis=-1)
-            mask = repaired[i, 0].float().cpu().numpy()
-            gmap, omap = gain[i].mean(0).cpu().numpy(), offset[i].mean(0).cpu().numpy()
+            mask = repaired[j, 0].float().cpu().numpy()
+            gmap, omap = gain[j].mean(0).cpu().numpy(), offset[j].mean(0).cpu().numpy()
             out.append(RestoredFrame(f.index, np.ascontiguousarray(img, dtype=np.float32), mask, gmap, omap,
                                      _stats(f, mask, gmap, omap)))
         return out
