@@ -134,10 +134,14 @@ def footprints(support: torch.Tensor, flows: torch.Tensor, pairs: torch.Tensor, 
     non-zero. support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px; pairs: (T, J, 1, H, W)
     bool, where w_{t,k} ≠ 0 (:func:`~dfdb.objective.paired`); nb: (T, J) long.
     """
+    t, _, h, w = support.shape
+    some = support.reshape(t, -1).any(1)  # frames with a support at all
     out = []
     for k in range(flows.shape[1]):
-        moved = warp(support[nb[:, k]].float(), flows[:, k]) > 0
-        out.append((moved & pairs[:, k]).view(-1).nonzero().squeeze(1))
+        frames = some[nb[:, k]].nonzero().squeeze(1)  # only these can reach one
+        moved = warp(support[nb[frames, k]].float(), flows[frames, k]) > 0
+        hit = (moved & pairs[frames, k]).view(len(frames), h * w).nonzero()
+        out.append(frames[hit[:, 0]] * (h * w) + hit[:, 1])
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .flow import FEATURE_SIGMA, consistent, flicker_invariant, sample
+from .flow import consistent, sample
 
 #: Below this fraction of forward–backward consistent flow...
 CUT_CONSISTENCY = 0.3
@@ -20,20 +20,10 @@ CUT_CORRELATION = 0.6
 _WIDTH = 96
 
 
-def thumbnail(luma: np.ndarray) -> np.ndarray:
-    """The flicker-invariant feature of a frame's luma (H, W) float32 as a small uint8 image,
-    about 96 px wide, lightly blurred.
-
-    The feature is computed on the luma area-downscaled to twice the thumbnail's width, with
-    its σ scaled to match: the same picture as at full resolution, for a fraction of the cost.
-    """
-    h, w = luma.shape
-    work = min(w, 2 * _WIDTH)
-    if work < w:
-        luma = cv2.resize(luma, (work, max(8, round(h * work / w))), interpolation=cv2.INTER_AREA)
-    feature = flicker_invariant(luma, FEATURE_SIGMA * work / w)
-    width = min(w, _WIDTH)
-    size = (width, max(8, round(h * width / w)))
+def thumbnail(feature: np.ndarray) -> np.ndarray:
+    """A small uint8 copy of a feature image, about 96 px wide, lightly blurred."""
+    h, w = feature.shape
+    size = (min(w, _WIDTH), max(8, round(h * min(w, _WIDTH) / w)))
     small = cv2.resize(feature, size, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(small, (0, 0), 1.0)
 

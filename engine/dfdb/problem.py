@@ -15,8 +15,10 @@ from . import blotch
 from .linear import LinearMap
 from .objective import Pixels, Points, Problem, Weights, coefficients, pair_weights, paired
 
-#: Lattice points per frame for the smooth part of the data term.
-LATTICE_POINTS = 3_000
+#: Lattice points per frame for the smooth part of the data term: some forty per control
+#: point of a 6×6 grid. Halving it from 3 000 made the solve 15 % faster and moved the
+#: benchmark's PSNR by −0.10…+0.03 dB.
+LATTICE_POINTS = 1_500
 
 
 def lattice_stride(size: tuple[int, int], points: int = LATTICE_POINTS) -> int:
