@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from dfdb import blotch
 from dfdb import flow
-from dfdb.flow import FlowEstimator, fill, impulses, interpolate_invalid, warp
+from dfdb.flow import FlowEstimator, Motion, fill, impulses, interpolate_invalid, warp
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 17, 23), (1, 1, 2, 5), (2, 4, 1, 1)])
@@ -107,8 +107,21 @@ def test_flow_is_matched_on_the_flow_grid_through_blotches() -> None:
     estimator = FlowEstimator("fast", 0.5)
     assert estimator.size(a.shape) == (90, 200)
     forward, backward = estimator.match(a, b, 1)
-    field, valid = np.zeros((180, 400, 2), np.float32), np.zeros((180, 400), bool)
-    forward.unpack(field, valid)
+    motion = Motion(torch.from_numpy(forward.field).permute(2, 0, 1)[None, None], (180, 400))
+    field, valid = motion.dense(slice(None), 0)[0].numpy(), forward.validity((180, 400))
     inner = (slice(20, 160), slice(20, 380))
     assert valid[inner].mean() > 0.9
     assert np.abs(field[inner][valid[inner]] - [4.0, 0.0]).mean() < 0.5
+
+
+def test_flows_on_their_grid_give_the_same_values_densely_and_at_points() -> None:
+    gen = torch.Generator().manual_seed(3)
+    motion = Motion(torch.randn(3, 2, 2, 9, 16, generator=gen), (18, 32))  # a half-resolution grid
+    dense = motion.dense(slice(None), 1)  # (3, 18, 32, 2)
+    # Pixel centres aligned, as cv2.resize upsamples.
+    expected = cv2.resize(motion.field[2, 1].permute(1, 2, 0).numpy(), (32, 18), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(dense[2].numpy(), expected, atol=1e-5)
+    t, y, x = torch.tensor([0, 2, 1, 2]), torch.tensor([0, 17, 5, 9]), torch.tensor([0, 31, 12, 20])
+    at = motion.at(t, 1, x.float(), y.float())
+    np.testing.assert_allclose(at.numpy(), dense[t, y, x].numpy(), atol=1e-5)
+    assert torch.equal(motion.frames(1, 3).field, motion.field[1:3])

@@ -10,7 +10,7 @@ from dfdb.bench.synth import degrade, make_scene
 from dfdb.linear import LinearMap
 from dfdb.objective import Weights, energy, residual
 from dfdb.problem import assemble
-from dfdb.flow import track
+from dfdb.flow import Motion, track
 from dfdb.objective import affine_residual
 from dfdb.restorer import gaussian_average, long_range, neighbour_beta, offsets
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
@@ -26,11 +26,11 @@ def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = N
     nb = torch.tensor([[min(max(i + k, 0), t - 1) for k in ks] for i in range(t)])
     present = torch.tensor([[0 <= i + k < t for k in ks] for i in range(t)]).view(t, len(ks), 1, 1, 1)
     valid = present.expand(t, len(ks), 1, h, w)
-    flows = torch.zeros(t, len(ks), h, w, 2)
+    motion = Motion(torch.zeros(t, len(ks), 2, h, w), (h, w))
     y_nb = y[nb.reshape(-1)].view(t, len(ks), 1, h, w)
-    far = long_range(y, flows, valid, reach) if reach else None
+    far = long_range(y, motion, valid, reach) if reach else None
     lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
-    return assemble(y, y_nb, valid, neighbour_beta(2, y.device), nb, flows, grid, lam, gaussian_average(t, 6.0, y.device),
+    return assemble(y, y_nb, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(t, 6.0, y.device),
                     support, far)
 
 
@@ -75,19 +75,19 @@ def test_the_long_range_term_removes_the_slow_flicker_the_window_leaves():
 
 def test_tracks_follow_chained_flows_and_die_where_one_fails():
     t, h, w = 6, 10, 12
-    forward = torch.zeros(t, h, w, 2)
-    forward[..., 0] = 1.0  # everything moves 1 px right per frame
-    backward = -forward
+    motion = Motion(torch.zeros(t, 2, 2, h, w), (h, w))  # neighbour 0: t − 1, neighbour 1: t + 1
+    motion.field[:, 1, 0] = 1.0  # everything moves 1 px right per frame
+    motion.field[:, 0, 0] = -1.0
     ok = torch.ones(t, h, w, dtype=torch.bool)
     broken = ok.clone()
     broken[3, :, 5:] = False  # frame 3's flow to frame 4 fails on the right half
-    nb, pos, alive = track(forward, backward, broken, ok, torch.tensor([4]), torch.tensor([2]), 2)
+    nb, pos, alive = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([2]), 2)
     assert nb.tolist()[2] == [0, 1, 3, 4]  # offsets −2, −1, +1, +2 of frame 2
     np.testing.assert_allclose(pos[2, :, 0].numpy(), [[0, 4], [1, 4], [3, 4], [4, 4]], atol=1e-6)
     assert alive[2, :, 0].tolist() == [True, True, True, True]
     # From frame 2 the track reaches x = 4 in frame 4 through frame 3's flow at x = 3: fine.
     # From frame 3 at x = 5 it takes the failed flow at once, and frame 5 is past the clip end.
-    _, _, alive3 = track(forward, backward, broken, ok, torch.tensor([4]), torch.tensor([5]), 2)
+    _, _, alive3 = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([5]), 2)
     assert alive3[3, :, 0].tolist() == [True, True, False, False]
     assert alive3[5, :, 0].tolist() == [True, True, False, False]
 

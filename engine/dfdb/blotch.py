@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from .flow import fill, frame_blocks, warp
+from .flow import Motion, fill, frame_blocks, warp
 from .objective import pair_weights
 
 
@@ -126,47 +126,52 @@ def solid(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).to(mask.device)
 
 
-def footprints(support: torch.Tensor, flows: torch.Tensor, pairs: torch.Tensor, nb: torch.Tensor) -> list[torch.Tensor]:
+def footprints(support: torch.Tensor, motion: Motion, pairs: torch.Tensor, nb: torch.Tensor) -> list[torch.Tensor]:
     """For each neighbour k, the pixels whose motion-compensated sample of S_{t+k} touches S's
     support: flat indices into (T, H, W), ascending, one tensor per k.
 
     These are the pixels where the term w_{t,k} 𝒲_{t,k}(S_{t+k}) of the residual can be
-    non-zero. support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px; pairs: (T, J, 1, H, W)
-    bool, where w_{t,k} ≠ 0 (:func:`~dfdb.objective.paired`); nb: (T, J) long.
+    non-zero. support: (T, 1, H, W) bool; motion: the flows (:class:`~dfdb.flow.Motion`);
+    pairs: (T, J, 1, H, W) bool, where w_{t,k} ≠ 0 (:func:`~dfdb.objective.paired`); nb: (T, J)
+    long. Only the frames whose neighbour k has a support are warped, a block at a time.
     """
     t, _, h, w = support.shape
     some = support.reshape(t, -1).any(1)  # frames with a support at all
     out = []
-    for k in range(flows.shape[1]):
+    for k in range(nb.shape[1]):
         frames = some[nb[:, k]].nonzero().squeeze(1)  # only these can reach one
-        moved = warp(support[nb[frames, k]].float(), flows[frames, k]) > 0
-        hit = (moved & pairs[frames, k]).view(len(frames), h * w).nonzero()
-        out.append(frames[hit[:, 0]] * (h * w) + hit[:, 1])
+        found = [frames.new_empty(0)]
+        for b in frame_blocks(frames.numel(), (h, w), support.device):
+            at = frames[b]
+            moved = warp(support[nb[at, k]].float(), motion.dense(at, k)) > 0
+            hit = (moved & pairs[at, k]).view(len(at), h * w).nonzero()
+            found.append(at[hit[:, 0]] * (h * w) + hit[:, 1])
+        out.append(torch.cat(found))
     return out
 
 
-def warp_map(support: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, beta: torch.Tensor, nb: torch.Tensor,
+def warp_map(support: torch.Tensor, motion: Motion, valid: torch.Tensor, beta: torch.Tensor, nb: torch.Tensor,
              footprints: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sparse operator S ↦ Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) for S on ``support``.
 
-    support: (T, 1, H, W) bool; flows: (T, J, H, W, 2) px from t to t + k; valid: (T, J, 1,
-    H, W) bool and beta (J,), which give the weights (:func:`~dfdb.objective.pair_weights`);
-    nb: (T, J) long; footprints: :func:`footprints`, the pixels to evaluate each term at.
-    Returns (s_index, rows, cols, vals): S's flat indices into (T, H, W), and the triplets
-    "pixel ``rows`` (flat into (T, H, W)) gets ``vals``·s[``cols``]" of the bilinear warp.
+    support: (T, 1, H, W) bool; motion: the flows from t to t + k (:class:`~dfdb.flow.Motion`);
+    valid: (T, J, 1, H, W) bool and beta (J,), which give the weights
+    (:func:`~dfdb.objective.pair_weights`); nb: (T, J) long; footprints: :func:`footprints`,
+    the pixels to evaluate each term at. Returns (s_index, rows, cols, vals): S's flat indices
+    into (T, H, W), and the triplets "pixel ``rows`` (flat into (T, H, W)) gets
+    ``vals``·s[``cols``]" of the bilinear warp.
     """
-    t, j, h, w, _ = flows.shape
-    dev = flows.device
+    t, j, _, h, w = valid.shape
+    dev = valid.device
     s_index = support.reshape(-1).nonzero().squeeze(1)
     lookup = torch.full((t * h * w,), -1, dtype=torch.int32, device=dev)
     lookup[s_index] = torch.arange(s_index.numel(), device=dev, dtype=torch.int32)
-    # Gathers by flat index (index_select): indexing with several index tensors is slower.
-    flat_flows, per_pixel = flows.reshape(-1, 2), valid.reshape(t, j, h * w)
+    per_pixel = valid.reshape(t, j, h * w)
     rows, cols, vals = [], [], []
     for k, pixels in enumerate(footprints):
         ti, pixel = pixels // (h * w), pixels % (h * w)
-        yi, xi = (pixel // w).to(flows.dtype), (pixel % w).to(flows.dtype)
-        u = flat_flows.index_select(0, ti * (j * h * w) + k * h * w + pixel)
+        yi, xi = (pixel // w).to(motion.field.dtype), (pixel % w).to(motion.field.dtype)
+        u = motion.at(ti, k, xi, yi)
         wk = pair_weights(per_pixel[ti, :, pixel], beta)[:, k]
         px, py = (xi + u[:, 0]).clamp(0, w - 1), (yi + u[:, 1]).clamp(0, h - 1)
         x0, y0 = px.floor().long(), py.floor().long()
@@ -181,7 +186,7 @@ def warp_map(support: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, be
             vals.append(wk * bw)
     if not rows:
         empty = s_index.new_empty(0)
-        return s_index, empty, empty, flows.new_empty(0)
+        return s_index, empty, empty, motion.field.new_empty(0)
     row, col, val = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     keep = ((col >= 0) & (val != 0)).nonzero().squeeze(1)
     return s_index, row.index_select(0, keep), col.index_select(0, keep).long(), val.index_select(0, keep)

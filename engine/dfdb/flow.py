@@ -157,18 +157,16 @@ MIN_FLOW_WIDTH = 192
 
 @dataclass(frozen=True)
 class Flow:
-    """A flow t→t+k as it is cached: the field on the grid it was computed on, (h, w, 2)
-    float32 in pixels of that grid, interpolated where it is invalid, and its validity at the
-    frame's resolution (H, W), packed to one bit per pixel (``np.packbits``). :meth:`unpack`
-    gives both at the frame's resolution."""
+    """A flow t→t+k as it is cached: the field (h, w, 2) float32 on the grid it was computed
+    on, in pixels of the frame (H, W), interpolated where it is invalid, and its validity at
+    the frame's resolution, packed to one bit per pixel (``np.packbits``)."""
 
     field: np.ndarray
     valid_bits: np.ndarray
 
-    def unpack(self, flow: np.ndarray, valid: np.ndarray) -> None:
-        """Write the flow (H, W, 2) float32 px and its validity (H, W) bool into ``flow`` and ``valid``."""
-        upscale(self.field, valid.shape, out=flow)
-        valid[...] = np.unpackbits(self.valid_bits, count=valid.size).reshape(valid.shape).view(bool)
+    def validity(self, size: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool: where the flow of a frame of ``size`` (H, W) passed its consistency check."""
+        return np.unpackbits(self.valid_bits, count=size[0] * size[1]).reshape(size).view(bool)
 
 
 @dataclass
@@ -220,29 +218,50 @@ INTERPOLATION_CELL = 4
 
 
 def _cached(field: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> Flow:
-    """The :class:`Flow` of ``field`` (h, w, 2) on its grid with validity ``valid`` (h, w)
-    bool there, for H×W frames (``size``): invalid flow interpolated on the field's grid,
-    validity taken to the frame's resolution (nearest grid pixel) and packed."""
+    """The :class:`Flow` of ``field`` (h, w, 2) in pixels of its grid with validity ``valid``
+    (h, w) bool there, for H×W frames (``size``): invalid flow interpolated on the field's
+    grid, then scaled to frame pixels; validity taken to the frame's resolution (nearest grid
+    pixel) and packed."""
     h, w = field.shape[:2]
     factor = max(1, round(INTERPOLATION_CELL * w / size[1]))
     full = valid if (h, w) == size else cv2.resize(valid.view(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST).view(bool)
-    return Flow(interpolate_invalid(field, valid, factor), np.packbits(full))
+    scale = np.array([size[1] / w, size[0] / h], np.float32)
+    return Flow(interpolate_invalid(field, valid, factor) * scale, np.packbits(full))
 
 
-def upscale(flow: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
-    """Flow (h, w, 2) float32 in pixels of its grid → (H, W, 2) float32 in pixels of the H×W
-    frame (bilinear, ``cv2.resize``), written into ``out`` when given."""
-    h, w = flow.shape[:2]
-    rows, cols = size
-    if (h, w) == (rows, cols):
-        if out is None:
-            return flow
-        out[...] = flow
-        return out
-    out = cv2.resize(flow, (cols, rows), dst=out, interpolation=cv2.INTER_LINEAR)
-    out[..., 0] *= cols / w
-    out[..., 1] *= rows / h
-    return out
+@dataclass(frozen=True)
+class Motion:
+    """A chunk's flows to its neighbours, kept on the flow's grid: ``field`` (T, J, 2, h, w)
+    float32 in frame pixels (dx, dy) from frame t to its neighbour j, for frames of ``size``
+    (H, W).
+
+    Flow is smooth and computed on a coarser grid (a quarter of the pixels at the default
+    scale), so it is held there and brought to the frame's pixels where it is used: a block
+    of frames at a time for dense warps (:meth:`dense`), at the points for sparse ones
+    (:meth:`at`); both interpolate bilinearly with pixel centres aligned (as ``cv2.resize``).
+    """
+
+    field: torch.Tensor
+    size: tuple[int, int]
+
+    def dense(self, frames: slice | torch.Tensor, j: int) -> torch.Tensor:
+        """(n, H, W, 2) px: the flows of ``frames`` (a slice or indices) to neighbour j at
+        every pixel of the frame."""
+        coarse = self.field[frames, j]
+        if tuple(coarse.shape[-2:]) != self.size:
+            coarse = F.interpolate(coarse, size=self.size, mode="bilinear", align_corners=False)
+        return coarse.permute(0, 2, 3, 1)
+
+    def at(self, t: torch.Tensor, j: torch.Tensor | int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(n, 2) px: the flow of frames t to neighbours j at frame points (x, y), each (n,)."""
+        frames, offsets, _, h, w = self.field.shape
+        rows, cols = self.size
+        planes = self.field.view(frames * offsets, 2, h, w)
+        return sample_points(planes, t * offsets + j, (x + 0.5) * (w / cols) - 0.5, (y + 0.5) * (h / rows) - 0.5)
+
+    def frames(self, lo: int, hi: int) -> "Motion":
+        """The flows of frames lo…hi − 1 only."""
+        return Motion(self.field[lo:hi], self.size)
 
 
 def sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -251,10 +270,15 @@ def sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return cv2.remap(image, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where flow (H, W, 2) px takes each pixel: x + u, y + v, each (H, W) float32."""
-    h, w = flow.shape[:2]
-    return flow[..., 0] + np.arange(w, dtype=np.float32), flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+def targets(flow: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:
+    """Where flow (..., H, W, 2) px takes each pixel: x + u, y + v, each (..., H, W) float32,
+    in the flow's library (numpy or torch)."""
+    h, w = flow.shape[-3:-1]
+    if isinstance(flow, torch.Tensor):
+        xs, ys = (torch.arange(n, dtype=flow.dtype, device=flow.device) for n in (w, h))
+    else:
+        xs, ys = (np.arange(n, dtype=np.float32) for n in (w, h))
+    return flow[..., 0] + xs, flow[..., 1] + ys[:, None]
 
 
 #: Forward–backward round-trip error (frame pixels) below which a flow is valid.
@@ -275,9 +299,10 @@ def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = CONSISTEN
     return (err <= tol + 0.05 * mag) & lands_inside(forward)
 
 
-def lands_inside(flow: np.ndarray) -> np.ndarray:
-    """(H, W) bool: x + flow(x) lies inside the frame, for a flow (H, W, 2) px."""
-    h, w = flow.shape[:2]
+def lands_inside(flow: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """(..., H, W) bool: x + flow(x) lies inside the frame, for a flow (..., H, W, 2) px
+    (numpy or torch)."""
+    h, w = flow.shape[-3:-1]
     tx, ty = targets(flow)
     return (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
 
@@ -326,24 +351,24 @@ def sample_points(frames: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: tor
             + at(y1, x0) * (1 - fx) * fy + at(y1, x1) * fx * fy)
 
 
-def track(forward: torch.Tensor, backward: torch.Tensor, ok_forward: torch.Tensor, ok_backward: torch.Tensor,
+def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor, ok_backward: torch.Tensor,
           ys: torch.Tensor, xs: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Follow points (ys, xs) (P,) of every frame through the ``reach`` frames on each side.
 
-    forward, backward: (T, H, W, 2) px, the flows t→t+1 and t→t−1; ok_forward, ok_backward:
-    (T, H, W) bool, their validity. Chaining flows of consecutive frames reaches frames that a
-    direct match would not (too much motion, too much changed); a track dies where a flow it
-    takes is not valid or it leaves the frame. Returns, for the offsets m = −reach…−1, 1…reach
-    (the M axis): the frame t + m (T, M) long (t itself where it is outside the clip), the
-    positions (T, M, P, 2) px as (x, y), and whether the track is alive (T, M, P) bool.
+    motion: the chunk's flows, whose neighbours ``forward`` and ``backward`` are frames t+1
+    and t−1; ok_forward, ok_backward: (T, H, W) bool, the validity of those flows. Chaining
+    flows of consecutive frames reaches frames that a direct match would not (too much
+    motion, too much changed); a track dies where a flow it takes is not valid or it leaves
+    the frame. Returns, for the offsets m = −reach…−1, 1…reach (the M axis): the frame t + m
+    (T, M) long (t itself where it is outside the clip), the positions (T, M, P, 2) px as
+    (x, y), and whether the track is alive (T, M, P) bool.
     """
-    t, h, w, _ = forward.shape
-    dev = forward.device
+    t, (h, w) = motion.field.shape[0], motion.size
+    dev = motion.field.device
     frames = torch.arange(t, device=dev)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for step, flows, ok in ((-1, backward, ok_backward), (1, forward, ok_forward)):
-        planes = flows.permute(0, 3, 1, 2)  # (T, 2, H, W)
-        x, y = xs.to(forward.dtype).expand(t, -1), ys.to(forward.dtype).expand(t, -1)
+    for step, j, ok in ((-1, backward, ok_backward), (1, forward, ok_forward)):
+        x, y = xs.to(motion.field.dtype).expand(t, -1), ys.to(motion.field.dtype).expand(t, -1)
         alive = torch.ones(t, xs.numel(), dtype=torch.bool, device=dev)
         side = []
         for s in range(1, reach + 1):
@@ -352,7 +377,7 @@ def track(forward: torch.Tensor, backward: torch.Tensor, ok_forward: torch.Tenso
             in_clip = ((there >= 0) & (there < t)).unsqueeze(1)
             here = here.clamp(0, t - 1).unsqueeze(1).expand_as(x)
             alive = alive & in_clip & ok[here, y.round().long().clamp(0, h - 1), x.round().long().clamp(0, w - 1)]
-            u = sample_points(planes, here.reshape(-1), x.reshape(-1), y.reshape(-1)).view(t, -1, 2)
+            u = motion.at(here.reshape(-1), j, x.reshape(-1), y.reshape(-1)).view(t, -1, 2)
             x, y = x + u[..., 0], y + u[..., 1]
             alive = alive & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
             side.append((torch.where(in_clip[:, 0], there, frames), torch.stack([x, y], -1), alive))

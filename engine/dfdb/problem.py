@@ -12,6 +12,7 @@ import math
 import torch
 
 from . import blotch
+from .flow import Motion
 from .linear import LinearMap
 from .objective import Pixels, Points, Problem, Weights, coefficients, pair_weights, paired
 
@@ -64,7 +65,7 @@ def assemble(
     valid: torch.Tensor,
     beta: torch.Tensor,
     nb: torch.Tensor,
-    flows: torch.Tensor,
+    motion: Motion,
     grid: tuple[int, int],
     lam: Weights,
     smoother: torch.Tensor,
@@ -76,7 +77,7 @@ def assemble(
     y: (T, K, H, W); y_nb: (T, J, K, H, W); valid: (T, J, 1, H, W) bool, the neighbours'
     validity, and beta (J,) the offsets' weights, which give the temporal weights
     (:func:`~dfdb.objective.pair_weights`, evaluated at the sample points only); nb: (T, J);
-    flows: (T, J, H, W, 2) px. ``far``: the long-range term's (nb (T, M), tracked values
+    motion: the flows (:class:`~dfdb.flow.Motion`). ``far``: the long-range term's (nb (T, M), tracked values
     (T, P, M, K), weights (T, P, M)) at the points of :func:`lattice_points`, or None.
     """
     t, _, h, w = y.shape
@@ -87,7 +88,7 @@ def assemble(
         support = torch.zeros_like(counted)
     # S enters its own frame's residual and, through the warps, its neighbours'; a pixel of a
     # shot's first or last frame may have only the latter (its own weight is 0).
-    feet = blotch.footprints(support, flows, pairs, nb) if bool(support.any()) else []
+    feet = blotch.footprints(support, motion, pairs, nb) if bool(support.any()) else []
     touched = support.clone()
     for pixels in feet:
         touched.view(-1)[pixels] = True
@@ -119,7 +120,7 @@ def assemble(
     frame, py, px = idx // (h * w), (idx // w) % h, idx % w
     y_pix = y[frame, :, py, px]  # (n, K)
     coef, constant = coefficients(y_pix, y_nb[frame, :, :, py, px], pair_weights(valid[frame, :, 0, py, px], beta))
-    s_index, rows, cols, vals = blotch.warp_map(support, flows, valid, beta, nb, feet)
+    s_index, rows, cols, vals = blotch.warp_map(support, motion, valid, beta, nb, feet)
     s_point = torch.searchsorted(idx, s_index)
     n, n_s = idx.numel(), s_index.numel()
     pixels = Pixels(

@@ -24,7 +24,7 @@ from . import blotch
 from .allocator import release_freed_memory
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, flicker_invariant, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
+from .flow import Flow, FlowEstimator, Motion, flicker_invariant, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, pair_weights, paired, residual
@@ -117,12 +117,13 @@ def neighbour_beta(radius: int, device: torch.device) -> torch.Tensor:
     return torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in offsets(radius)], device=device)
 
 
-def neighbour_planes(y: torch.Tensor, flows: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+def neighbour_planes(y: torch.Tensor, motion: Motion, nb: torch.Tensor) -> torch.Tensor:
     """𝒲_{t,k}(Y_{t+k}) (T, J, K, H, W): the planes y (T, K, H, W) of the neighbours nb (T, J)
-    warped onto each frame along flows (T, J, H, W, 2) px, one offset at a time."""
+    warped onto each frame along their flows, a block of frames and one offset at a time."""
     out = y.new_empty(*nb.shape, *y.shape[1:])
-    for j in range(nb.shape[1]):
-        out[:, j] = warp(y.index_select(0, nb[:, j]), flows[:, j])
+    for b in frame_blocks(y.shape[0], y.shape[2:], y.device):
+        for j in range(nb.shape[1]):
+            out[b, j] = warp(y.index_select(0, nb[b, j]), motion.dense(b, j))
     return out
 
 
@@ -174,11 +175,11 @@ def unexplained(lumas: Sequence[np.ndarray], frames: range) -> np.ndarray:
     return out
 
 
-def long_range(y: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, reach: int
+def long_range(y: torch.Tensor, motion: Motion, valid: torch.Tensor, reach: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The long-range term's neighbours at the lattice points (see :func:`problem.assemble`).
 
-    y (T, K, H, W), flows (T, J, H, W, 2) and valid (T, J, 1, H, W) as in :meth:`Restorer._fit`.
+    y (T, K, H, W), motion and valid (T, J, 1, H, W) as in :meth:`Restorer._fit`.
     The lattice points are followed ``reach`` frames each way along the flows to the adjacent
     frames (:func:`flow.track`); pair m weighs reach + 1 − |m| (a chained track drifts, the
     nearer frames are the surer), renormalised over the pairs alive on both sides. Returns nb
@@ -188,7 +189,7 @@ def long_range(y: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor, reach:
     ks = offsets(valid.shape[1] // 2)
     fwd, bwd = ks.index(1), ks.index(-1)
     ly, lx = lattice_points((h, w), y.device)
-    nb, pos, alive = track(flows[:, fwd], flows[:, bwd], valid[:, fwd, 0], valid[:, bwd, 0], ly, lx, reach)
+    nb, pos, alive = track(motion, fwd, bwd, valid[:, fwd, 0], valid[:, bwd, 0], ly, lx, reach)
     frame = nb.unsqueeze(2).expand(alive.shape).reshape(-1)
     values = sample_points(y, frame, pos[..., 0].reshape(-1), pos[..., 1].reshape(-1)).view(*alive.shape, k)
     beta = torch.tensor([reach + 1.0 - abs(m) for m in offsets(reach)], device=y.device)
@@ -325,38 +326,44 @@ class Restorer:
         return cache[(a, b)]
 
     def _neighbours(self, ctx: list[_Frame], lumas: list[np.ndarray] | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Flows (T, J, H, W, 2) px, validity and presence (T, J, 1, H, W) bool and indices
-        nb (T, J), on the device.
+                    ) -> tuple[Motion, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flows (:class:`~dfdb.flow.Motion`), validity and presence (T, J, 1, H, W) bool and
+        indices nb (T, J), on the device.
 
         A neighbour is present where it is in the context and the flow (valid or interpolated)
         lands inside it; outside the context it is neither (its nb is the frame itself, its
         flow 0). Flows come from the clip's cache or, for ``lumas`` (the second pass's restored
         lumas), are matched anew.
         """
-        t, (h, w) = len(ctx), ctx[0].image.shape[:2]
+        t, size = len(ctx), ctx[0].image.shape[:2]
         ks = offsets(self.params.radius)
         if lumas is None:
             keys, lumas, cache = [f.key for f in ctx], [f.luma for f in ctx], self._flows
         else:
             keys, cache = list(range(t)), {}
-        flows = np.zeros((t, len(ks), h, w, 2), np.float32)
-        valid = np.zeros((t, len(ks), 1, h, w), bool)
-        present = np.zeros((t, len(ks), 1, h, w), bool)
-        nb = np.zeros((t, len(ks)), np.int64)
+        grid = self._flow.size(size) if self.params.motion else size
+        field = np.zeros((t, len(ks), *grid, 2), np.float32)
+        valid = np.zeros((t, len(ks), 1, *size), bool)
+        nb = np.tile(np.arange(t)[:, None], (1, len(ks)))
         for i in range(t):
             for j, k in enumerate(ks):
                 if not 0 <= i + k < t:
-                    nb[i, j] = i
                     continue
                 nb[i, j] = i + k
                 if not self.params.motion:
-                    valid[i, j, 0] = present[i, j, 0] = True
+                    valid[i, j, 0] = True
                 else:
-                    self._pair_flow(keys[i], keys[i + k], lumas[i], lumas[i + k], k, cache).unpack(flows[i, j], valid[i, j, 0])
-                    present[i, j, 0] = lands_inside(flows[i, j])
+                    flow = self._pair_flow(keys[i], keys[i + k], lumas[i], lumas[i + k], k, cache)
+                    field[i, j], valid[i, j, 0] = flow.field, flow.validity(size)
         dev = self.device
-        return tuple(torch.from_numpy(a).to(dev) for a in (flows, valid, present, nb))  # type: ignore[return-value]
+        motion = Motion(torch.from_numpy(field).to(dev).permute(0, 1, 4, 2, 3).contiguous(), size)
+        nb_t = torch.from_numpy(nb).to(dev)
+        there = (nb_t != torch.arange(t, device=dev).unsqueeze(1)).view(t, -1, 1, 1, 1)
+        present = torch.empty(t, len(ks), 1, *size, dtype=torch.bool, device=dev)
+        for b in frame_blocks(t, size, dev):
+            for j in range(len(ks)):
+                present[b, j, 0] = lands_inside(motion.dense(b, j)) & there[b, j, 0]
+        return motion, torch.from_numpy(valid).to(dev), present, nb_t
 
     def _planes(self, colour: torch.Tensor) -> torch.Tensor:
         """(T, K, H, W) planes the corrections act on: luma, or every colour channel."""
@@ -371,12 +378,12 @@ class Restorer:
 
         The colour frames are stacked twice, for the planes and for the result, rather than
         held while the chunk is fitted (the fit's working set is the peak of the engine's)."""
-        flows, valid, present, nb = self._neighbours(ctx, lumas)
-        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), [f.luma for f in ctx], flows, valid, present, nb, core)
+        motion, valid, present, nb = self._neighbours(ctx, lumas)
+        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), [f.luma for f in ctx], motion, valid, present, nb, core)
         # Repairs take the valid neighbours, or the present ones where none is valid.
         usable = valid | (present & ~blotch.any_of(valid).unsqueeze(1))
         del valid, present
-        return self._finish(ctx, core, g, hf, repaired, flows, usable, nb, lumas)
+        return self._finish(ctx, core, g, hf, repaired, motion, usable, nb, lumas)
 
     def _colour(self, ctx: list[_Frame]) -> torch.Tensor:
         """The context's colour channels (T, 3|1, H, W) on the device (alpha left out)."""
@@ -386,13 +393,13 @@ class Restorer:
             colour[i].copy_(torch.from_numpy(f.image[..., :3]).permute(2, 0, 1))
         return colour
 
-    def _fit(self, y: torch.Tensor, lumas: list[np.ndarray], flows: torch.Tensor, valid: torch.Tensor,
+    def _fit(self, y: torch.Tensor, lumas: list[np.ndarray], motion: Motion, valid: torch.Tensor,
              present: torch.Tensor, nb: torch.Tensor, core: range
              ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Fit the chunk: corrections g, h (T, K, Gy, Gx), None when neither flicker nor blotches
         are asked for, and the repaired blotch support (T, 1, H, W) bool.
 
-        y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)); flows, valid, present,
+        y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)); motion, valid, present,
         nb from :meth:`_neighbours`; core: the frames restored. The blotch layer lives on the
         core and the r frames on each side, whose blotches enter the core's residuals and
         repairs; the rest of the context serves the corrections only.
@@ -403,13 +410,13 @@ class Restorer:
         none = torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev)
         if not p.flicker and not p.blotches:
             return None, None, none
-        y_nb = neighbour_planes(y, flows, nb)
+        y_nb = neighbour_planes(y, motion, nb)
         # The long-range term acts on the corrections only: without flicker they are identity.
-        far = long_range(y, flows, valid, long_reach(p.radius)) if p.flicker and p.lambda_l > 0 and p.motion else None
+        far = long_range(y, motion, valid, long_reach(p.radius)) if p.flicker and p.lambda_l > 0 and p.motion else None
         lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
                       delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
-            problem = self._problem(y, y_nb, valid, nb, flows, lam, far=far)
+            problem = self._problem(y, y_nb, valid, nb, motion, lam, far=far)
             first = fista(problem, Schedule.default(FIRST_PASS_ITERATIONS * p.iterations).to(dev))
             if not p.flicker:
                 first = Variables.identity(problem)
@@ -423,7 +430,7 @@ class Restorer:
                                         slice(near.start, near.stop))
             support &= torch.from_numpy(unexplained(lumas, near)).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
-            problem = self._problem(y, y_nb, valid, nb, flows, lam, support, far)
+            problem = self._problem(y, y_nb, valid, nb, motion, lam, support, far)
         schedule = self._schedule_for(problem)
         with torch.no_grad():
             start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
@@ -438,14 +445,14 @@ class Restorer:
         unseen = ~blotch.any_of(paired(valid)) & blotch.any_of(present[:, :half]) & blotch.any_of(present[:, half:])
         return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
 
-    def _problem(self, y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, flows: torch.Tensor,
+    def _problem(self, y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
                  lam: Weights, support: torch.Tensor | None = None,
                  far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Problem:
         """:func:`assemble` the chunk's problem (shapes as in :meth:`_fit`), with the temporal
         weights derived from ``valid`` on the spot: they are not held between the two passes."""
         p = self.params
         t = y.shape[0]
-        return assemble(y, y_nb, valid, neighbour_beta(p.radius, y.device), nb, flows, p.grid, lam,
+        return assemble(y, y_nb, valid, neighbour_beta(p.radius, y.device), nb, motion, p.grid, lam,
                         gaussian_average(t, GAUGE_SIGMA, y.device), support, far)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
@@ -456,7 +463,7 @@ class Restorer:
             self._schedule = autotune(problem, self.params.iterations)
         return self._schedule
 
-    def _finish(self, ctx, core, g, h, repaired, flows, usable, nb, lumas) -> list[RestoredFrame]:
+    def _finish(self, ctx, core, g, h, repaired, motion, usable, nb, lumas) -> list[RestoredFrame]:
         """Apply the corrections, debias the blotch support, and package the core frames.
 
         Only the core and the r frames on each side, which its repairs read, are corrected
@@ -478,8 +485,8 @@ class Restorer:
             corrected[b] = restore(colour[b], gain[b], offset[b])
         cidx = torch.arange(core.start - lo, core.stop - lo, device=colour.device)
         # Frame indices within the span: the core's neighbours all lie in it.
-        repaired, flows, usable, nb = repaired[lo:hi], flows[lo:hi], usable[lo:hi], nb[lo:hi] - lo
-        corrected = self._repair(corrected, colour, gain, offset, repaired, flows, usable, nb, cidx)
+        repaired, motion, usable, nb = repaired[lo:hi], motion.frames(lo, hi), usable[lo:hi], nb[lo:hi] - lo
+        corrected = self._repair(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
         if p.second_pass and lumas is None and g is not None:
             restored_luma = self._planes(corrected).mean(1).clamp(0, 1).cpu().numpy()
             return self._solve(ctx, core, list(restored_luma))
@@ -496,7 +503,7 @@ class Restorer:
                                      _stats(f, mask, gmap, omap)))
         return out
 
-    def _repair(self, corrected, colour, gain, offset, repaired, flows, usable, nb, frames: torch.Tensor) -> torch.Tensor:
+    def _repair(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
         """Replace blotch-support pixels of ``frames`` by the motion-compensated neighbours' average.
 
         Neighbour k contributes where it is usable (T, J, 1, H, W) and its own pixel is not
@@ -515,7 +522,7 @@ class Restorer:
         den = corrected.new_zeros(len(ti), 1)
         for j, k in enumerate(ks):
             nt = nb[ti, j]
-            u = flows[ti, j, yi, xi]
+            u = motion.at(ti, j, xi.to(colour.dtype), yi.to(colour.dtype))
             px, py = xi.float() + u[:, 0], yi.float() + u[:, 1]
             blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
             ok = (usable[ti, j, 0, yi, xi] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
