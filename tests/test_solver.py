@@ -27,10 +27,9 @@ def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = N
     present = torch.tensor([[0 <= i + k < t for k in ks] for i in range(t)]).view(t, len(ks), 1, 1, 1)
     valid = present.expand(t, len(ks), 1, h, w)
     motion = Motion(torch.zeros(t, len(ks), 2, h, w), (h, w))
-    y_nb = y[nb.reshape(-1)].view(t, len(ks), 1, h, w)
     far = long_range(y, motion, valid, reach) if reach else None
     lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
-    return assemble(y, y_nb, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(t, 6.0, y.device),
+    return assemble(y, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(t, 6.0, y.device),
                     support, far)
 
 

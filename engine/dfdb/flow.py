@@ -351,6 +351,21 @@ def sample_points(frames: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: tor
             + at(y1, x0) * (1 - fx) * fy + at(y1, x1) * fx * fy)
 
 
+def warp_points(planes: torch.Tensor, motion: Motion, nb: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                x: torch.Tensor) -> torch.Tensor:
+    """𝒲_{t,k}(Y_{t+k}) at points only, (n, J, K): the planes (T, K, H, W) of the neighbours
+    nb (T, J) of frames t, sampled where their flows take the pixels (y, x), each (n,) long.
+
+    The values :func:`warp` gives at those pixels (bilinear, border replicated), for the
+    points' cost rather than the frames'."""
+    xf, yf = x.to(planes.dtype), y.to(planes.dtype)
+    out = []
+    for j in range(nb.shape[1]):
+        u = motion.at(t, j, xf, yf)
+        out.append(sample_points(planes, nb[t, j], xf + u[:, 0], yf + u[:, 1]))
+    return torch.stack(out, 1)
+
+
 def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor, ok_backward: torch.Tensor,
           ys: torch.Tensor, xs: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Follow points (ys, xs) (P,) of every frame through the ``reach`` frames on each side.

@@ -12,7 +12,7 @@ import math
 import torch
 
 from . import blotch
-from .flow import Motion
+from .flow import Motion, warp_points
 from .linear import LinearMap
 from .objective import Pixels, Points, Problem, Weights, coefficients, pair_weights, paired
 
@@ -61,7 +61,6 @@ def basis_at(yy: torch.Tensor, xx: torch.Tensor, size: tuple[int, int], grid: tu
 
 def assemble(
     y: torch.Tensor,
-    y_nb: torch.Tensor,
     valid: torch.Tensor,
     beta: torch.Tensor,
     nb: torch.Tensor,
@@ -74,11 +73,12 @@ def assemble(
 ) -> Problem:
     """The chunk's problem; S allowed on ``support`` (T, 1, H, W) bool, or nowhere.
 
-    y: (T, K, H, W); y_nb: (T, J, K, H, W); valid: (T, J, 1, H, W) bool, the neighbours'
-    validity, and beta (J,) the offsets' weights, which give the temporal weights
-    (:func:`~dfdb.objective.pair_weights`, evaluated at the sample points only); nb: (T, J);
-    motion: the flows (:class:`~dfdb.flow.Motion`). ``far``: the long-range term's (nb (T, M), tracked values
-    (T, P, M, K), weights (T, P, M)) at the points of :func:`lattice_points`, or None.
+    y: (T, K, H, W); valid: (T, J, 1, H, W) bool, the neighbours' validity, and beta (J,) the
+    offsets' weights, which give the temporal weights (:func:`~dfdb.objective.pair_weights`);
+    nb: (T, J); motion: the flows (:class:`~dfdb.flow.Motion`). The weights and the warped
+    neighbours (:func:`~dfdb.flow.warp_points`) are evaluated at the sample points only.
+    ``far``: the long-range term's (nb (T, M), tracked values (T, P, M, K), weights (T, P, M))
+    at the points of :func:`lattice_points`, or None.
     """
     t, _, h, w = y.shape
     dev = y.device
@@ -102,9 +102,11 @@ def assemble(
     share = (n_counted - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
     own = torch.arange(t, device=dev).unsqueeze(1)
     y_lat = y[:, :, ly, lx].permute(0, 2, 1)  # (T, P, K)
-    basis = point_basis(own.expand(t, ly.numel()).reshape(-1), ly.repeat(t), lx.repeat(t), t, (h, w), grid)
+    lat_frame, lat_y, lat_x = own.expand(t, ly.numel()).reshape(-1), ly.repeat(t), lx.repeat(t)
+    basis = point_basis(lat_frame, lat_y, lat_x, t, (h, w), grid)
     w_lat = pair_weights(valid[:, :, 0, ly, lx], beta).permute(0, 2, 1)  # (T, P, J)
-    coef, constant = coefficients(y_lat, y_nb[..., ly, lx].permute(0, 3, 1, 2), w_lat)
+    y_nb = warp_points(y, motion, nb, lat_frame, lat_y, lat_x).view(t, ly.numel(), nb.shape[1], -1)  # (T, P, J, K)
+    coef, constant = coefficients(y_lat, y_nb, w_lat)
     lat = Points(q=on.to(y.dtype) * share.unsqueeze(1), coef=coef, constant=constant,
                  slots=torch.cat([own, nb], 1), frame=own, basis=basis)
     far_lattice = None
@@ -119,7 +121,7 @@ def assemble(
     idx = touched.view(-1).nonzero().squeeze(1)  # the points, ascending; point i is pixel idx[i]
     frame, py, px = idx // (h * w), (idx // w) % h, idx % w
     y_pix = y[frame, :, py, px]  # (n, K)
-    coef, constant = coefficients(y_pix, y_nb[frame, :, :, py, px], pair_weights(valid[frame, :, 0, py, px], beta))
+    coef, constant = coefficients(y_pix, warp_points(y, motion, nb, frame, py, px), pair_weights(valid[frame, :, 0, py, px], beta))
     s_index, rows, cols, vals = blotch.warp_map(support, motion, valid, beta, nb, feet)
     s_point = torch.searchsorted(idx, s_index)
     n, n_s = idx.numel(), s_index.numel()

@@ -6,9 +6,10 @@ both sides (results for the context are discarded), so the result hardly depends
 chunk boundaries fall and memory is bounded by the chunk, not the clip. Flows are cached
 between chunks so that every pair of frames is matched once.
 
-Per chunk: flow to the neighbours → warped neighbour planes, temporal weights and the
-long-range term's tracks → FISTA on (g, h) alone (robust Huber data terms) → noise level and
-the allowed blotch support → FISTA on (g, h, S) → debiased blotch repair → restored frames.
+Per chunk: flow to the neighbours → temporal weights and warped neighbours at the sample
+points, the long-range term's tracks → FISTA on (g, h) alone (robust Huber data terms) → noise
+level and the allowed blotch support → FISTA on (g, h, S) → debiased blotch repair → restored
+frames.
 """
 from __future__ import annotations
 
@@ -117,29 +118,33 @@ def neighbour_beta(radius: int, device: torch.device) -> torch.Tensor:
     return torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in offsets(radius)], device=device)
 
 
-def neighbour_planes(y: torch.Tensor, motion: Motion, nb: torch.Tensor) -> torch.Tensor:
-    """𝒲_{t,k}(Y_{t+k}) (T, J, K, H, W): the planes y (T, K, H, W) of the neighbours nb (T, J)
-    warped onto each frame along their flows, a block of frames and one offset at a time."""
-    out = y.new_empty(*nb.shape, *y.shape[1:])
-    for b in frame_blocks(y.shape[0], y.shape[2:], y.device):
-        for j in range(nb.shape[1]):
-            out[b, j] = warp(y.index_select(0, nb[b, j]), motion.dense(b, j))
+def neighbour_plane(y: torch.Tensor, motion: Motion, nb: torch.Tensor, frames: slice, j: int) -> torch.Tensor:
+    """𝒲_{t,k}(Y_{t+k}) (n, K, H, W) for the frames t of ``frames`` and their neighbour j: the
+    planes y (T, K, H, W) of the neighbours nb (T, J) warped along the flows, a block of
+    frames at a time (the dense flows exist for a block only)."""
+    n = frames.stop - frames.start
+    out = y.new_empty(n, *y.shape[1:])
+    for b in frame_blocks(n, y.shape[2:], y.device):
+        at = slice(frames.start + b.start, frames.start + min(b.stop, n))
+        out[b] = warp(y.index_select(0, nb[at, j]), motion.dense(at, j))
     return out
 
 
-def candidate_support(y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, present: torch.Tensor,
+def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, present: torch.Tensor,
                       nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor,
                       frames: slice) -> torch.Tensor:
     """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx), on
     ``frames`` (empty elsewhere).
 
-    y (T, K, H, W), y_nb (T, J, K, H, W), valid and present (T, J, 1, H, W), nb (T, J) as in
-    :meth:`Restorer._fit`; threshold (T,) intensity. The corrected neighbour planes are made
-    one at a time (:func:`corrected_luma`) and go to :func:`blotch.candidates` as they come.
+    y (T, K, H, W), motion, valid and present (T, J, 1, H, W), nb (T, J) as in
+    :meth:`Restorer._fit`; threshold (T,) intensity. The warped, corrected neighbour planes
+    are made one offset at a time (:func:`neighbour_plane`, :func:`corrected_luma`) and go to
+    :func:`blotch.candidates` as they come.
     """
     x0 = corrected_luma(y[frames], g[frames], h[frames])
     around = nb[frames]
-    x0_nb = (corrected_luma(y_nb[frames, j], g[around[:, j]], h[around[:, j]]) for j in range(nb.shape[1]))
+    x0_nb = (corrected_luma(neighbour_plane(y, motion, nb, frames, j), g[around[:, j]], h[around[:, j]])
+             for j in range(nb.shape[1]))
     out = torch.zeros(y.shape[0], 1, *y.shape[2:], dtype=torch.bool, device=y.device)
     out[frames] = blotch.candidates(x0, x0_nb, valid[frames], present[frames], threshold[frames].view(-1, 1, 1, 1))
     return out
@@ -410,13 +415,12 @@ class Restorer:
         none = torch.zeros(t, 1, h, w, dtype=torch.bool, device=dev)
         if not p.flicker and not p.blotches:
             return None, None, none
-        y_nb = neighbour_planes(y, motion, nb)
         # The long-range term acts on the corrections only: without flicker they are identity.
         far = long_range(y, motion, valid, long_reach(p.radius)) if p.flicker and p.lambda_l > 0 and p.motion else None
         lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
                       delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
-            problem = self._problem(y, y_nb, valid, nb, motion, lam, far=far)
+            problem = self._problem(y, valid, nb, motion, lam, far=far)
             first = fista(problem, Schedule.default(FIRST_PASS_ITERATIONS * p.iterations).to(dev))
             if not p.flicker:
                 first = Variables.identity(problem)
@@ -426,11 +430,11 @@ class Restorer:
             return first.g, first.h, none
         with torch.no_grad():
             near = range(max(core.start - p.radius, 0), min(core.stop + p.radius, t))
-            support = candidate_support(y, y_nb, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
+            support = candidate_support(y, motion, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
                                         slice(near.start, near.stop))
             support &= torch.from_numpy(unexplained(lumas, near)).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
-            problem = self._problem(y, y_nb, valid, nb, motion, lam, support, far)
+            problem = self._problem(y, valid, nb, motion, lam, support, far)
         schedule = self._schedule_for(problem)
         with torch.no_grad():
             start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
@@ -445,14 +449,14 @@ class Restorer:
         unseen = ~blotch.any_of(paired(valid)) & blotch.any_of(present[:, :half]) & blotch.any_of(present[:, half:])
         return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
 
-    def _problem(self, y: torch.Tensor, y_nb: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
+    def _problem(self, y: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
                  lam: Weights, support: torch.Tensor | None = None,
                  far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Problem:
         """:func:`assemble` the chunk's problem (shapes as in :meth:`_fit`), with the temporal
         weights derived from ``valid`` on the spot: they are not held between the two passes."""
         p = self.params
         t = y.shape[0]
-        return assemble(y, y_nb, valid, neighbour_beta(p.radius, y.device), nb, motion, p.grid, lam,
+        return assemble(y, valid, neighbour_beta(p.radius, y.device), nb, motion, p.grid, lam,
                         gaussian_average(t, GAUGE_SIGMA, y.device), support, far)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
