@@ -256,7 +256,7 @@ class Motion:
         """(n, 2) px: the flow of frames t to neighbours j at frame points (x, y), each (n,)."""
         frames, offsets, _, h, w = self.field.shape
         rows, cols = self.size
-        planes = self.field.view(frames * offsets, 2, h, w)
+        planes = self.field.reshape(frames * offsets, 2, h, w)
         return sample_points(planes, t * offsets + j, (x + 0.5) * (w / cols) - 0.5, (y + 0.5) * (h / rows) - 0.5)
 
     def frames(self, lo: int, hi: int) -> "Motion":
