@@ -78,6 +78,18 @@ def test_global_flicker_on_a_still_scene():
     assert means.std() < 0.25 * flickering.mean((1, 2, 3)).std()
 
 
+def test_a_static_shot_is_restored_without_motion_compensation():
+    """``motion=False`` (every flow 0) on a tripod shot: flicker and blotches go all the same."""
+    clean = np.repeat(make_scene("static", 1, H, W, seed=3), 20, axis=0)
+    d = degrade(clean, "old_film", seed=9)
+    outs = run(d.frames, motion=False)
+    out, found, inside = images(outs), masks(outs), d.blotch_mask
+    assert psnr(out, clean) > psnr(d.frames, clean) + 6.0
+    assert flicker_index(out, clean) < 0.4 * flicker_index(d.frames, clean)
+    assert np.abs(out - clean)[inside].mean() < 0.2 * np.abs(d.frames - clean)[inside].mean()
+    assert (found & inside).sum() > 0.9 * inside.sum() and (found & inside).sum() > 0.7 * found.sum()
+
+
 def test_a_fade_is_kept():
     """A linear fade is not flicker: brightness must follow it, not be flattened."""
     clean = make_scene("fade", 24, H, W, seed=4)

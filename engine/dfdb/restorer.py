@@ -346,7 +346,8 @@ class Restorer:
             keys, lumas, cache = [f.key for f in ctx], [f.luma for f in ctx], self._flows
         else:
             keys, cache = list(range(t)), {}
-        grid = self._flow.size(size) if self.params.motion else size
+        # Without motion every flow is 0: a constant field, held on a 1×1 grid.
+        grid = self._flow.size(size) if self.params.motion else (1, 1)
         field = np.zeros((t, len(ks), *grid, 2), np.float32)
         valid = np.zeros((t, len(ks), 1, *size), bool)
         nb = np.tile(np.arange(t)[:, None], (1, len(ks)))
@@ -524,10 +525,11 @@ class Restorer:
         beta = NEIGHBOUR_WEIGHTS[self.params.radius]
         num = corrected.new_zeros(len(ti), corrected.shape[1])
         den = corrected.new_zeros(len(ti), 1)
+        xf, yf = xi.to(colour.dtype), yi.to(colour.dtype)
         for j, k in enumerate(ks):
             nt = nb[ti, j]
-            u = motion.at(ti, j, xi.to(colour.dtype), yi.to(colour.dtype))
-            px, py = xi.float() + u[:, 0], yi.float() + u[:, 1]
+            u = motion.at(ti, j, xf, yf)
+            px, py = xf + u[:, 0], yf + u[:, 1]
             blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
             ok = (usable[ti, j, 0, yi, xi] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
             value = restore(sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
