@@ -69,6 +69,22 @@ def test_blotches_are_repaired(pan_old_film, pan_old_film_restored):
     assert precision > 0.6 and recall > 0.6, (precision, recall)
 
 
+def test_blotches_at_the_ends_of_a_shot_are_repaired():
+    """A shot's first and last frames have neighbours on one side only, and a blotch breaks
+    the flow around itself: they must still be found, with the neighbours the shot has."""
+    clean = make_scene("pan", 12, H, W, seed=3)
+    frames = degrade(clean, "flicker_only", seed=4).frames.copy()
+    spots = {0: (18, 32), 1: (36, 64), 10: (24, 72), 11: (36, 19)}
+    inside = np.zeros(frames.shape[:3], bool)
+    for t, (y, x) in spots.items():
+        inside[t, y:y + 12, x:x + 13] = True
+    frames[inside] = 0.04
+    out = images(run(frames))
+    for t in spots:
+        left = np.abs(out[t] - clean[t])[inside[t]].mean() / np.abs(frames[t] - clean[t])[inside[t]].mean()
+        assert left < 0.25, f"frame {t}: {left:.0%} of the blotch's error is left"
+
+
 def test_global_flicker_on_a_still_scene():
     clean = np.repeat(make_scene("static", 1, H, W, seed=3), 16, axis=0)
     gains = np.array([1.0, 0.85, 1.12, 0.9, 1.08, 0.95, 1.15, 0.88] * 2, np.float32)

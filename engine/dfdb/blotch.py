@@ -33,23 +33,26 @@ WIDE_RADIUS = 3
 
 
 def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor, present_nb: torch.Tensor,
-               threshold: float | torch.Tensor) -> torch.Tensor:
+               exists: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
 
     x0: (T, 1, H, W) flicker-corrected luma; x0_nb: its J neighbours warped onto frame t (each
     corrected with its own fields), (T, 1, H, W) each in the order of the offsets, any
     iterable (a generator keeps one in memory at a time); valid_nb: (T, J, 1, H, W) bool, where
     the flow to the neighbour passed its consistency check; present_nb: same shape, where the
-    neighbour exists and the flow (valid or interpolated) lands inside it; threshold:
-    (T, 1, 1, 1) or a number. A pixel qualifies in one of two ways:
+    neighbour exists and the flow (valid or interpolated) lands inside it; exists: (T, J)
+    bool, the neighbour is a frame of the shot; threshold: (T, 1, 1, 1) or a number. A pixel
+    qualifies in one of two ways:
 
     - at least two neighbours are valid and it is brighter than the brightest (or darker than
       the darkest) pixel of every valid neighbour's 3×3 window by more than ``threshold``
       (twice that when the valid neighbours all lie on one side in time). The 3×3 range
       absorbs sub-pixel misregistration at edges;
     - the flow is not valid on both sides — a blotch breaks the flow around itself — but every
-      neighbour is present, and it beats every neighbour's (2·:data:`WIDE_RADIUS` + 1)² window
-      by ``threshold``: the wide window absorbs the error of the interpolated flow.
+      neighbour of the shot (two at least) is present, and it beats every such neighbour's
+      (2·:data:`WIDE_RADIUS` + 1)² window by ``threshold``: the wide window absorbs the error
+      of the interpolated flow. Near a shot's ends, where the neighbours of the shot all lie
+      on one side, by twice that, as in the first test.
     """
     t, _, h, w = x0.shape
     half = valid_nb.shape[1] // 2  # offsets are ordered −r…−1, 1…r
@@ -58,18 +61,23 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
     # Seen from one side only (a shot's first or last frames, one-sided occlusion), an
     # appearing or vanishing object can look impulsive: ask for a clearer difference there.
     narrow_threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (before ^ after).float())
+    exists = exists.view(t, -1, 1, 1, 1)
+    in_shot_before, in_shot_after = any_of(exists[:, :half]), any_of(exists[:, half:])
+    wide_threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (in_shot_before ^ in_shot_after).float())
     above, below = torch.ones_like(before), torch.ones_like(before)
-    wide_above, wide_below = ~(before & after), ~(before & after)
+    wide = ~(before & after) & (exists.sum(1) >= 2)
+    wide_above, wide_below = wide.clone(), wide
     count = torch.zeros_like(before, dtype=torch.uint8)  # valid neighbours
     blocks = frame_blocks(t, (h, w), x0.device)  # the window tests' temporaries stay in the cache
-    for valid, present, x_nb in zip(valid_nb.unbind(1), present_nb.unbind(1), x0_nb, strict=True):
+    for valid, present, there, x_nb in zip(valid_nb.unbind(1), present_nb.unbind(1), exists.unbind(1), x0_nb,
+                                           strict=True):
         count += valid
         for b in blocks:
-            x, x_b, skip = x0[b], x_nb[b], ~valid[b]
+            x, x_b, skip, absent = x0[b], x_nb[b], ~valid[b], ~there[b]
             above[b] &= skip | (x - window_max(x_b, 1) > narrow_threshold[b])
             below[b] &= skip | (window_min(x_b, 1) - x > narrow_threshold[b])
-            wide_above[b] &= present[b] & (x - window_max(x_b, WIDE_RADIUS) > threshold[b])
-            wide_below[b] &= present[b] & (window_min(x_b, WIDE_RADIUS) - x > threshold[b])
+            wide_above[b] &= absent | (present[b] & (x - window_max(x_b, WIDE_RADIUS) > wide_threshold[b]))
+            wide_below[b] &= absent | (present[b] & (window_min(x_b, WIDE_RADIUS) - x > wide_threshold[b]))
     return ((above | below) & (count >= 2)) | wide_above | wide_below
 
 

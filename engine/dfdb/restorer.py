@@ -146,8 +146,15 @@ def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, pres
     x0_nb = (corrected_luma(neighbour_plane(y, motion, nb, frames, j), g[around[:, j]], h[around[:, j]])
              for j in range(nb.shape[1]))
     out = torch.zeros(y.shape[0], 1, *y.shape[2:], dtype=torch.bool, device=y.device)
-    out[frames] = blotch.candidates(x0, x0_nb, valid[frames], present[frames], threshold[frames].view(-1, 1, 1, 1))
+    out[frames] = blotch.candidates(x0, x0_nb, valid[frames], present[frames], in_shot(around),
+                                    threshold[frames].view(-1, 1, 1, 1))
     return out
+
+
+def in_shot(nb: torch.Tensor) -> torch.Tensor:
+    """(T, J) bool: neighbour j of frame t is a frame of the context (the shot); nb (T, J) as in
+    :meth:`Restorer._neighbours`, where a neighbour outside it is the frame itself."""
+    return nb != torch.arange(nb.shape[0], device=nb.device).unsqueeze(1)
 
 
 def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -162,21 +169,24 @@ def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.T
 
 
 def unexplained(lumas: Sequence[np.ndarray], frames: range) -> np.ndarray:
-    """(T, 1, H, W) bool: pixels of each input luma (T × (H, W) float32) of ``frames`` that no
-    motion of up to :data:`UNEXPLAINED_RADIUS` px brings from the adjacent frames
-    (:func:`flow.impulses` against frame t−1 and frame t+1, the one there is at the ends);
-    false on the other frames.
+    """(T, 1, H, W) bool: pixels of each input luma (T × (H, W) float32, one shot) of ``frames``
+    that no motion of up to :data:`UNEXPLAINED_RADIUS` px brings from the adjacent frames
+    (:func:`flow.impulses` against frames t−1 and t+1; at the shot's ends, against the two
+    next frames on the side there is); false on the other frames.
 
     A motion-free test on the frames as they came in (locally brightness-matched): it does not
     depend on the flow or on the flicker fit, whose errors can make a pixel of a moving object
     look impulsive along its motion.
     """
-    out = np.zeros((len(lumas), 1, *lumas[0].shape), bool)
+    t = len(lumas)
+    out = np.zeros((t, 1, *lumas[0].shape), bool)
     for i in frames:
         out[i, 0] = True
-        for k in (i - 1, i + 1):
-            if 0 <= k < len(lumas):
-                out[i, 0] &= impulses(lumas[i], lumas[k], UNEXPLAINED_RADIUS)
+        # Seen from one side, a change that lasts one frame (a clipped highlight, an occlusion
+        # that ends) looks impulsive against the next frame alone: ask for two frames there too.
+        partners = [k for k in (i - 1, i + 1, i + 2 if i == 0 else i - 2) if 0 <= k < t][:2]
+        for k in partners:
+            out[i, 0] &= impulses(lumas[i], lumas[k], UNEXPLAINED_RADIUS)
     return out
 
 
@@ -364,7 +374,7 @@ class Restorer:
         dev = self.device
         motion = Motion(torch.from_numpy(field).to(dev).permute(0, 1, 4, 2, 3).contiguous(), size)
         nb_t = torch.from_numpy(nb).to(dev)
-        there = (nb_t != torch.arange(t, device=dev).unsqueeze(1)).view(t, -1, 1, 1, 1)
+        there = in_shot(nb_t).view(t, -1, 1, 1, 1)
         present = torch.empty(t, len(ks), 1, *size, dtype=torch.bool, device=dev)
         for b in frame_blocks(t, size, dev):
             for j in range(len(ks)):
@@ -444,10 +454,13 @@ class Restorer:
                 v = Variables(first.g, first.h, v.s)
             s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
         # The solver sees S only through residuals; a candidate with no residual of its own (no
-        # symmetric pair of valid neighbours) but neighbours on both sides is decided by the
-        # candidate test alone.
+        # symmetric pair of valid neighbours) but a present neighbour on each side that the
+        # shot has (a shot's ends have one side only) is decided by the candidate test alone.
         half = nb.shape[1] // 2
-        unseen = ~blotch.any_of(paired(valid)) & blotch.any_of(present[:, :half]) & blotch.any_of(present[:, half:])
+        exists = in_shot(nb).view(t, -1, 1, 1, 1)
+        unseen = ~blotch.any_of(paired(valid))
+        for side in (slice(None, half), slice(half, None)):
+            unseen &= blotch.any_of(present[:, side]) | ~blotch.any_of(exists[:, side])
         return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
 
     def _problem(self, y: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
