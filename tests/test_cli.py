@@ -146,6 +146,14 @@ def test_console_entry_point_runs(clip):
     assert proc.returncode == 2 and proc.stderr == "dfdb: strength must be in [0, 1], got -1.0\n"
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM at their default disposition. A shell runs a background
+    job with SIGINT ignored and children inherit that, so a suite started with ``&`` would
+    otherwise run dfdb deaf to Ctrl-C, as it should be there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_leaves_no_output(tmp_path, sig):
     """SIGINT/SIGTERM while the engine is working: exit 130, the message, nothing under the output names.
@@ -162,7 +170,7 @@ def test_ctrl_c_leaves_no_output(tmp_path, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "dfdb.cli", "restore", str(fifo), str(out / "r.mkv"), "--preset", "fast",
          "--mask-out", str(out / "m.mkv"), "--stats-out", str(out / "s.json")],
-        env=ENV, stderr=subprocess.PIPE, text=True,
+        env=ENV, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals,
     )
     try:
         with open(fifo, "wb", buffering=0) as pipe:
