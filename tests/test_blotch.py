@@ -89,10 +89,11 @@ def test_frame_blocks_do_not_change_warps_or_candidates(monkeypatch: pytest.Monk
     valid = torch.rand(t, j, 1, h, w, generator=gen) > 0.3
     present = valid | (torch.rand(t, j, 1, h, w, generator=gen) > 0.5)
     threshold = torch.full((t, 1, 1, 1), 0.1)
-    whole = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, torch.ones(t, j, dtype=torch.bool), threshold)
+    exists = torch.ones(t, j, dtype=torch.bool)
+    whole = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, exists, threshold)
     monkeypatch.setattr(flow, "BLOCK_PIXELS", 2 * h * w)  # blocks of two frames, and a last one of one
     assert len(flow.frame_blocks(t, (h, w), frames.device)) == 3
-    blocks = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, torch.ones(t, j, dtype=torch.bool), threshold)
+    blocks = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, exists, threshold)
     assert torch.equal(whole[0], blocks[0]) and torch.equal(whole[1], blocks[1])
     assert whole[1].any() and not whole[1].all()
 

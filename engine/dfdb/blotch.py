@@ -58,12 +58,9 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
     half = valid_nb.shape[1] // 2  # offsets are ordered −r…−1, 1…r
     before, after = any_of(valid_nb[:, :half]), any_of(valid_nb[:, half:])
     threshold = torch.as_tensor(threshold, dtype=x0.dtype, device=x0.device).expand(t, 1, 1, 1)
-    # Seen from one side only (a shot's first or last frames, one-sided occlusion), an
-    # appearing or vanishing object can look impulsive: ask for a clearer difference there.
-    narrow_threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (before ^ after).float())
     exists = exists.view(t, -1, 1, 1, 1)
-    in_shot_before, in_shot_after = any_of(exists[:, :half]), any_of(exists[:, half:])
-    wide_threshold = threshold * (1.0 + ONE_SIDED_EXTRA * (in_shot_before ^ in_shot_after).float())
+    narrow_threshold = one_sided(threshold, before, after)
+    wide_threshold = one_sided(threshold, any_of(exists[:, :half]), any_of(exists[:, half:]))
     above, below = torch.ones_like(before), torch.ones_like(before)
     wide = ~(before & after) & (exists.sum(1) >= 2)
     wide_above, wide_below = wide.clone(), wide
@@ -79,6 +76,16 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
             wide_above[b] &= absent | (present[b] & (x - window_max(x_b, WIDE_RADIUS) > wide_threshold[b]))
             wide_below[b] &= absent | (present[b] & (window_min(x_b, WIDE_RADIUS) - x > wide_threshold[b]))
     return ((above | below) & (count >= 2)) | wide_above | wide_below
+
+
+def one_sided(threshold: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """``threshold`` raised by :data:`ONE_SIDED_EXTRA` of itself where the neighbours lie on
+    one side in time only (``before`` xor ``after``, bool, broadcastable to it).
+
+    Seen from one side only (a shot's first or last frames, one-sided occlusion), an appearing
+    or vanishing object can look impulsive: a clearer difference is asked for there.
+    """
+    return threshold * (1.0 + ONE_SIDED_EXTRA * (before ^ after).float())
 
 
 def any_of(masks: torch.Tensor) -> torch.Tensor:

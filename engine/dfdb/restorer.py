@@ -182,10 +182,11 @@ def unexplained(lumas: Sequence[np.ndarray], frames: range) -> np.ndarray:
     out = np.zeros((t, 1, *lumas[0].shape), bool)
     for i in frames:
         out[i, 0] = True
-        # Seen from one side, a change that lasts one frame (a clipped highlight, an occlusion
-        # that ends) looks impulsive against the next frame alone: ask for two frames there too.
-        partners = [k for k in (i - 1, i + 1, i + 2 if i == 0 else i - 2) if 0 <= k < t][:2]
-        for k in partners:
+        # The two nearest frames of the shot, t ∓ 1 where both exist. Seen from one side, a
+        # change that lasts one frame (a clipped highlight, an occlusion that ends) looks
+        # impulsive against the next frame alone.
+        nearest = sorted((k for k in (i - 1, i + 1, i - 2, i + 2) if 0 <= k < t), key=lambda k: abs(k - i))
+        for k in nearest[:2]:
             out[i, 0] &= impulses(lumas[i], lumas[k], UNEXPLAINED_RADIUS)
     return out
 
