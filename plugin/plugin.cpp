@@ -1,5 +1,5 @@
 // "Deflicker/Deblotch": the OpenFX image effect. A thin shim: parameters become the engine's
-// params map, the frames t−c…t+c (c = 8r + 2, the engine's context) become frame views, and the engine's answer becomes the output
+// params map, the frames t−c…t+c (c = 12r + 2, the engine's context) become frame views, and the engine's answer becomes the output
 // image. Every failure becomes a message through the host's message suite and an OFX error
 // status; nothing thrown ever crosses into the host.
 #include "engine_link.hpp"
@@ -70,11 +70,11 @@ struct Settings {
   OutputMode output = OutputMode::Restored;
   std::string address;
   int radius() const { return window / 2; }
-  /** Frames fetched on each side of t: the engine's temporal context (8r + 2). The solver
+  /** Frames fetched on each side of t: the engine's temporal context (12r + 2). The solver
    *  compares a frame with its W = 2r + 1 neighbours and, for the slow part of the flicker,
-   *  with the 4r frames on each side along chained flows; its fit reaches as far again.
+   *  with frames up to 6r away along chained flows; its fit reaches as far again.
    *  With this context a render equals a whole-clip restore. */
-  int context() const { return 8 * radius() + 2; }
+  int context() const { return 12 * radius() + 2; }
 };
 
 struct Instance {

@@ -54,7 +54,7 @@ def levels8(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def reference_window(clip: np.ndarray, t: int, dtype: str, **overrides) -> np.ndarray:
-    """What the engine computes for frame t from the frames t−c…t+c the plug-in fetches (c = 8r + 2,
+    """What the engine computes for frame t from the frames t−c…t+c the plug-in fetches (c = 12r + 2,
     clipped to the clip): a fresh Restorer per window, as the server does."""
     params = Params.from_preset("fast", **{**PLUGIN_PARAMS, **overrides})
     context = context_frames(params.radius)
@@ -160,15 +160,15 @@ def test_describes_itself_as_an_editor_expects(built, engine_env):
 
 
 def test_frames_needed_region_and_identity(built, engine_env, tmp_path):
-    # The context is t−c…t+c with c = 8r + 2 (18 for W = 5, 10 for W = 3), clipped to the clip.
-    long_clip = np.repeat(make_scene("static", frames=1, height=HEIGHT, width=WIDTH, seed=1), 40, axis=0)
+    # The context is t−c…t+c with c = 12r + 2 (26 for W = 5, 14 for W = 3), clipped to the clip.
+    long_clip = np.repeat(make_scene("static", frames=1, height=HEIGHT, width=WIDTH, seed=1), 60, axis=0)
     path, frames = clip_file(tmp_path, long_clip, "u8")
     with open_instance(built, engine_env, path) as host:
-        assert host.cmd("needed 20").result == "2 38"
-        assert host.cmd("needed 0").result == "0 18"
-        assert host.cmd("needed 39").result == "21 39"
+        assert host.cmd("needed 30").result == "4 56"
+        assert host.cmd("needed 0").result == "0 26"
+        assert host.cmd("needed 59").result == "33 59"
         assert host.cmd("set window 3").ok
-        assert host.cmd("needed 20").result == "10 30"
+        assert host.cmd("needed 30").result == "16 44"
         assert host.cmd("rod 1").result == f"0 0 {WIDTH} {HEIGHT}"
         assert host.cmd("set strength 0").ok
         reply = host.cmd(f"render 1 {tmp_path / 'id.npy'}")
@@ -198,7 +198,7 @@ def test_output_equals_the_engine_on_the_same_window(built, shared_env, scene, t
 def test_output_matches_whole_clip_restore(built, shared_env, tmp_path):
     """Against the file pipeline (whole clip, chunked) on a clip longer than the plug-in's
     context: within 0.5 levels RMS at 8 bits, at the ends and in the middle."""
-    length = 28
+    length = 36
     clean = make_scene("pan", frames=length, height=HEIGHT, width=WIDTH, seed=3)
     path, frames = clip_file(tmp_path, degrade(clean, "old_film", seed=5).frames, "u8")
     whole = list(Restorer(Params.from_preset("fast", **PLUGIN_PARAMS)).process(frames))
@@ -396,7 +396,7 @@ class FakeEngine:
                     conn.sendall(_frame(msgpack.packb({
                         "op": "hello", "id": req["id"], "protocol": 1, "engine": "fake",
                         "capabilities": ["inline", "mask", "flicker"], "devices": ["cpu"],
-                        "limits": {"max_message": 1 << 28, "max_window": 69}})))
+                        "limits": {"max_message": 1 << 28, "max_window": 101}})))
                 else:
                     conn.sendall(self.reply(req))
         except OSError:

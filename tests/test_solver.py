@@ -12,22 +12,23 @@ from dfdb.objective import Weights, energy, residual
 from dfdb.problem import assemble
 from dfdb.flow import Motion, track
 from dfdb.objective import affine_residual
-from dfdb.restorer import gaussian_average, long_range, neighbour_beta, offsets
+from dfdb.restorer import gaussian_average, long_range, long_reach, neighbour_beta, offsets
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
 
 LAM = Weights(lambda_s=0.05, lambda_r=0.05, lambda_p=0.002, lambda_0=0.0001, delta=0.04)
 
 
-def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = None, reach: int = 0):
+def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = None,
+                  reach: tuple[int, int] | None = None):
     """Problem for planes y (T, 1, H, W) of a still camera: zero flow, every neighbour valid;
-    with the long-range term over ``reach`` frames (λ_L = 1) unless it is 0."""
+    with the long-range term (λ_L = 1) when ``reach`` gives its (L, step)."""
     t, _, h, w = y.shape
     ks = offsets(2)
     nb = torch.tensor([[min(max(i + k, 0), t - 1) for k in ks] for i in range(t)])
     present = torch.tensor([[0 <= i + k < t for k in ks] for i in range(t)]).view(t, len(ks), 1, 1, 1)
     valid = present.expand(t, len(ks), 1, h, w)
     motion = Motion(torch.zeros(t, len(ks), 2, h, w), (h, w))
-    far = long_range(y, motion, valid, reach) if reach else None
+    far = long_range(y, motion, valid, *reach) if reach else None
     lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
     return assemble(y, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(t, 6.0, y.device),
                     support, far)
@@ -36,7 +37,7 @@ def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = N
 def test_a_linear_fade_has_zero_residual():
     base = torch.rand(1, 1, 24, 32) * 0.5 + 0.25
     ramp = torch.linspace(1.0, 0.4, 10).view(10, 1, 1, 1)
-    p = still_problem(base * ramp, reach=4)
+    p = still_problem(base * ramp, reach=(4, 1))
     v = Variables.identity(p)
     on_lattice, _ = residual(v.g, v.h, v.s, p)
     counted = p.lattice.q > 0  # frames with a symmetric pair of neighbours
@@ -59,17 +60,17 @@ def test_fista_lowers_the_energy_and_removes_global_flicker():
 
 def test_the_long_range_term_removes_the_slow_flicker_the_window_leaves():
     # Independent gains per frame have a slow part too (their average over a few frames): the
-    # W = 5 window cannot tell it from a scene change, the 8-frame tracks can.
+    # W = 5 window cannot tell it from a scene change, the tracks to frames ±4, ±8, ±12 away can.
     base = torch.rand(1, 1, 24, 32) * 0.5 + 0.25
     gains = (1.0 + 0.1 * torch.randn(40, generator=torch.Generator().manual_seed(3))).view(40, 1, 1, 1)
     y = (base * gains).clamp(0, 1)
     spread = {}
-    for reach in (0, 8):
+    for reach in (None, long_reach(2)):
         p = still_problem(y, grid=(1, 1), reach=reach)
         v = fista(p, Schedule.default(30))
         restored = (v.g.view(40, 1, 1, 1) * (y - 0.5) + 0.5 + v.h.view(40, 1, 1, 1)).mean((1, 2, 3))
         spread[reach] = float(restored[8:-8].std() / y.mean((1, 2, 3))[8:-8].std())
-    assert spread[8] < 0.3 and spread[8] < 0.7 * spread[0], spread
+    assert spread[long_reach(2)] < 0.3 and spread[long_reach(2)] < 0.7 * spread[None], spread
 
 
 def test_tracks_follow_chained_flows_and_die_where_one_fails():
@@ -84,6 +85,11 @@ def test_tracks_follow_chained_flows_and_die_where_one_fails():
     assert nb.tolist()[2] == [0, 1, 3, 4]  # offsets −2, −1, +1, +2 of frame 2
     np.testing.assert_allclose(pos[2, :, 0].numpy(), [[0, 4], [1, 4], [3, 4], [4, 4]], atol=1e-6)
     assert alive[2, :, 0].tolist() == [True, True, True, True]
+    # Reported every second frame: the same tracks at offsets −2 and +2 only.
+    nb2, pos2, alive2 = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([2]), 2, every=2)
+    assert nb2.tolist()[2] == [0, 4]
+    np.testing.assert_allclose(pos2[2, :, 0].numpy(), [[0, 4], [4, 4]], atol=1e-6)
+    assert torch.equal(alive2, alive[:, [0, 3]])
     # From frame 2 the track reaches x = 4 in frame 4 through frame 3's flow at x = 3: fine.
     # From frame 3 at x = 5 it takes the failed flow at once, and frame 5 is past the clip end.
     _, _, alive3 = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([5]), 2)
@@ -97,7 +103,7 @@ def test_the_shipped_lipschitz_constant_bounds_the_measured_one():
         y = torch.from_numpy(frames.mean(-1, keepdims=True)).permute(0, 3, 1, 2).contiguous()
         support = torch.zeros_like(y, dtype=torch.bool)
         support[:, :, 10:14, 20:26] = True
-        for grid, reach in (((1, 1), 0), ((4, 4), 0), ((4, 4), 4)):
+        for grid, reach in (((1, 1), None), ((4, 4), None), ((4, 4), (4, 1)), ((4, 4), long_reach(1))):
             p = still_problem(y, grid, support, reach)
             assert lipschitz(p, preconditioner(p), Variables.identity(p)) <= PRECONDITIONED_L
 

@@ -114,7 +114,7 @@ class Connection {
     std::string engine;
     std::vector<std::string> capabilities;
     std::vector<std::string> devices;
-    uint64_t max_message = kMaxMessage, max_window = 69, max_pixels = 0;
+    uint64_t max_message = kMaxMessage, max_window = 101, max_pixels = 0;
     bool has(const std::string &capability) const;
   };
 

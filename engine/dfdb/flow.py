@@ -367,14 +367,17 @@ def warp_points(planes: torch.Tensor, motion: Motion, nb: torch.Tensor, t: torch
 
 
 def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor, ok_backward: torch.Tensor,
-          ys: torch.Tensor, xs: torch.Tensor, reach: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Follow points (ys, xs) (P,) of every frame through the ``reach`` frames on each side.
+          ys: torch.Tensor, xs: torch.Tensor, reach: int, every: int = 1
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Follow points (ys, xs) (P,) of every frame through the ``reach`` frames on each side,
+    and report them in every ``every``-th of those frames.
 
     motion: the chunk's flows, whose neighbours ``forward`` and ``backward`` are frames t+1
     and t−1; ok_forward, ok_backward: (T, H, W) bool, the validity of those flows. Chaining
     flows of consecutive frames reaches frames that a direct match would not (too much
     motion, too much changed); a track dies where a flow it takes is not valid or it leaves
-    the frame. Returns, for the offsets m = −reach…−1, 1…reach (the M axis): the frame t + m
+    the frame. Returns, for the offsets m = ±every, ±2·every, … ±reach (the M axis, ordered
+    from −reach to +reach; ``reach`` a multiple of ``every``): the frame t + m
     (T, M) long (t itself where it is outside the clip), the positions (T, M, P, 2) px as
     (x, y), and whether the track is alive (T, M, P) bool.
     """
@@ -395,7 +398,8 @@ def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor,
             u = motion.at(here.reshape(-1), j, x.reshape(-1), y.reshape(-1)).view(t, -1, 2)
             x, y = x + u[..., 0], y + u[..., 1]
             alive = alive & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-            side.append((torch.where(in_clip[:, 0], there, frames), torch.stack([x, y], -1), alive))
-        found += side[::-1] if step < 0 else side  # offsets −reach … −1, then 1 … reach
+            if s % every == 0:
+                side.append((torch.where(in_clip[:, 0], there, frames), torch.stack([x, y], -1), alive))
+        found += side[::-1] if step < 0 else side  # offsets −reach … −every, then every … reach
     nb, pos, alive = zip(*found)
     return torch.stack(nb, 1), torch.stack(pos, 1), torch.stack(alive, 1)

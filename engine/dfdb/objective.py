@@ -15,9 +15,9 @@ w_{t,k} symmetric temporal weights renormalised over the valid (unoccluded) pair
 neighbours, Σ_k w_{t,k} = 1. Symmetric weights make the residual of a linear ramp in time zero:
 fades and real lighting changes cost nothing, only fluctuation does.
 
-The long-range term is the same consistency over a wider window, |m| ≤ L (L > r), along
-tracks 𝒯 that chain the flows between consecutive frames, evaluated on the lattice only (see
-below) and without S. The short window alone leaves the slow part of the flicker in place: its
+The long-range term is the same consistency with frames further away, m = ±2r, ±4r, ±6r
+(L = 6r), along tracks 𝒯 that chain the flows between consecutive frames, evaluated on the
+lattice only (see below) and without S. The short window alone leaves the slow part of the flicker in place: its
 residual grows as ω⁴ at temporal frequency ω, so a fluctuation over more than about 2W frames
 costs almost nothing and is indistinguishable from a scene change. With i.i.d. flicker the
 part left is roughly its average over the window, 1/√W of it; the wide window sees it.
