@@ -19,8 +19,9 @@ The long-range term is the same consistency with frames further away, m = ±2r, 
 (L = 6r), along tracks 𝒯 that chain the flows between consecutive frames, evaluated on the
 lattice only (see below) and without S. The short window alone leaves the slow part of the
 flicker in place: its residual grows as ω⁴ at temporal frequency ω, so a fluctuation over
-more than about 2W frames costs almost nothing and is indistinguishable from a scene change. With i.i.d. flicker the
-part left is roughly its average over the window, 1/√W of it; the wide window sees it.
+more than about 2W frames costs almost nothing and is indistinguishable from a scene change.
+With i.i.d. flicker the part left is roughly its average over the window, 1/√W of it; the
+wide window sees it.
 
 The gauge acts on B g, a temporal Gaussian average of the correction (several frames wide,
 wider than the flicker it must leave alone): it pins the slow part of the correction to identity (this excludes the trivial g = 0 and leaves slow, real brightness

@@ -205,9 +205,10 @@ def long_range(y: torch.Tensor, motion: Motion, valid: torch.Tensor, reach: int,
 
     y (T, K, H, W), motion and valid (T, J, 1, H, W) as in :meth:`Restorer._fit`.
     The lattice points are followed ``reach`` frames each way along the flows to the adjacent
-    frames (:func:`flow.track`) and compared with every ``every``-th frame; pair m weighs
-    (reach − |m|) / every + 1 (3, 2, 1 for the shipped reach: a chained track drifts, the
-    nearer frames are the surer), renormalised over the pairs alive on both sides. Returns
+    frames (:func:`flow.track`) and compared with every ``every``-th frame, m = i·every for
+    i = ±1…±n, n = reach / every; pair i weighs n + 1 − |i| (3, 2, 1 for the shipped reach: a
+    chained track drifts, the nearer frames are the surer), renormalised over the pairs alive
+    on both sides. Returns
     nb (T, M), the tracked values (T, P, M, K) and the weights (T, P, M), M = 2·reach / every.
     """
     t, k, h, w = y.shape
@@ -217,7 +218,8 @@ def long_range(y: torch.Tensor, motion: Motion, valid: torch.Tensor, reach: int,
     nb, pos, alive = track(motion, fwd, bwd, valid[:, fwd, 0], valid[:, bwd, 0], ly, lx, reach, every)
     frame = nb.unsqueeze(2).expand(alive.shape).reshape(-1)
     values = sample_points(y, frame, pos[..., 0].reshape(-1), pos[..., 1].reshape(-1)).view(*alive.shape, k)
-    beta = torch.tensor([(reach - abs(m)) / every + 1.0 for m in offsets(reach) if m % every == 0], device=y.device)
+    n = reach // every
+    beta = torch.tensor([n + 1.0 - abs(i) for i in offsets(n)], device=y.device)
     return nb, values.transpose(1, 2), pair_weights(alive, beta).transpose(1, 2)
 
 
