@@ -139,6 +139,17 @@ def paired(valid: torch.Tensor) -> torch.Tensor:
     return valid & valid.flip(1)
 
 
+def any_paired(valid: torch.Tensor) -> torch.Tensor:
+    """(T, J, ...) bool → (T, ...): some neighbour and its mirror are both valid, the pixels
+    with a residual of their own. ``paired(valid).any(1)`` without the (T, J, ...) mask: a pair
+    is its own mirror, so the first J / 2 offsets cover them all."""
+    j = valid.shape[1]
+    out = valid[:, 0] & valid[:, j - 1]
+    for i in range(1, j // 2):
+        out |= valid[:, i] & valid[:, j - 1 - i]
+    return out
+
+
 def coefficients(y: torch.Tensor, y_nb: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The residual X̂_t − Σ_k w_k X̂_{t+k} written out in the fields, X̂ = g (Y − μ) + μ + h.
 

@@ -14,7 +14,7 @@ import torch
 from . import blotch
 from .flow import Motion, warp_points
 from .linear import LinearMap
-from .objective import Pixels, Points, Problem, Weights, coefficients, pair_weights, paired
+from .objective import Pixels, Points, Problem, Weights, coefficients, any_paired, pair_weights, paired
 
 #: Lattice points per frame for the smooth part of the data term: some forty per control
 #: point of a 6×6 grid. Halving it from 3 000 made the solve 15 % faster and moved the
@@ -82,13 +82,13 @@ def assemble(
     """
     t, _, h, w = y.shape
     dev = y.device
-    pairs = paired(valid)  # (T, J, 1, H, W): the neighbours with a weight
-    counted = blotch.any_of(pairs)  # (T, 1, H, W): pixels with a residual of their own
+    counted = any_paired(valid)  # (T, 1, H, W): pixels with a residual of their own
     if support is None:
         support = torch.zeros_like(counted)
-    # S enters its own frame's residual and, through the warps, its neighbours'; a pixel of a
-    # shot's first or last frame may have only the latter (its own weight is 0).
-    feet = blotch.footprints(support, motion, pairs, nb) if bool(support.any()) else []
+    # S enters its own frame's residual and, through the warps, its neighbours' (those with a
+    # weight, paired); a pixel of a shot's first or last frame may have only the latter (its
+    # own weight is 0).
+    feet = blotch.footprints(support, motion, paired(valid), nb) if bool(support.any()) else []
     touched = support.clone()
     for pixels in feet:
         touched.view(-1)[pixels] = True
@@ -97,8 +97,9 @@ def assemble(
     # The lattice stands for the valid pixels that are not exact points, in equal shares.
     ly, lx = lattice_points((h, w), dev)
     on = counted[:, 0, ly, lx] & ~touched[:, 0, ly, lx]  # (T, P)
-    n_counted = torch.count_nonzero(counted.view(t, -1), 1).to(y.dtype)
-    n_exact = torch.count_nonzero(exact.view(t, -1), 1).to(y.dtype)
+    # Counted in int32: count_nonzero and a plain sum widen the whole (T, H·W) mask first.
+    n_counted = counted.view(t, -1).sum(1, dtype=torch.int32).to(y.dtype)
+    n_exact = exact.view(t, -1).sum(1, dtype=torch.int32).to(y.dtype)
     share = (n_counted - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
     own = torch.arange(t, device=dev).unsqueeze(1)
     y_lat = y[:, :, ly, lx].permute(0, 2, 1)  # (T, P, K)

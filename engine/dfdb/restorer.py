@@ -28,7 +28,7 @@ from .errors import Cancelled, InputError
 from .flow import Flow, FlowEstimator, Motion, flicker_invariant, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
-from .objective import Problem, Weights, pair_weights, paired, residual
+from .objective import Problem, Weights, any_paired, pair_weights, residual
 from .problem import assemble, lattice_points
 from .params import Params
 from .solver import Schedule, Variables, autotune, fista
@@ -393,23 +393,29 @@ class Restorer:
                 present[b, j, 0] = lands_inside(motion.dense(b, j)) & there[b, j, 0]
         return motion, torch.from_numpy(valid).to(dev), present, nb_t
 
-    def _planes(self, colour: torch.Tensor) -> torch.Tensor:
-        """(T, K, H, W) planes the corrections act on: luma, or every colour channel."""
-        if self.params.per_channel or colour.shape[1] == 1:
-            return colour
-        wts = torch.tensor([0.2126, 0.7152, 0.0722], device=colour.device).view(1, 3, 1, 1)
-        return (colour * wts).sum(1, keepdim=True)
+    def _planes(self, ctx: list[_Frame]) -> torch.Tensor:
+        """(T, K, H, W) planes the corrections act on: every colour channel (``per_channel``,
+        or one-channel frames), else the lumas the frames were buffered with, stacked frame by
+        frame: the chunk's colour is never on the device while it is fitted (at 720p, 84
+        frames, that was 0.9 GB and as much again for the weighted sum's temporary)."""
+        if self.params.per_channel or ctx[0].image.shape[-1] == 1:
+            return self._colour(ctx)
+        planes = torch.empty(len(ctx), 1, *ctx[0].luma.shape, device=self.device)
+        for i, f in enumerate(ctx):
+            planes[i, 0].copy_(torch.from_numpy(f.luma))
+        return planes
 
     def _solve(self, ctx: list[_Frame], core: range, lumas: list[np.ndarray] | None = None) -> list[RestoredFrame]:
         """Restore the frames ``core`` of the context ``ctx`` (one shot); ``lumas``: the second
         pass's restored lumas, which its flows are matched on.
 
-        The colour frames are stacked twice, for the planes and for the result, rather than
-        held while the chunk is fitted (the fit's working set is the peak of the engine's)."""
+        The colour frames are stacked for the result only, after the fit (whose working set is
+        the peak of the engine's), and only those of the core and its r neighbours."""
         motion, valid, present, nb = self._neighbours(ctx, lumas)
-        g, hf, repaired = self._fit(self._planes(self._colour(ctx)), [f.luma for f in ctx], motion, valid, present, nb, core)
-        # Repairs take the valid neighbours, or the present ones where none is valid.
-        usable = valid | (present & ~blotch.any_of(valid).unsqueeze(1))
+        g, hf, repaired = self._fit(self._planes(ctx), [f.luma for f in ctx], motion, valid, present, nb, core)
+        # Repairs take the valid neighbours, or the present ones where none is valid (in place:
+        # the presence mask is not needed any more).
+        usable = present.logical_and_(~blotch.any_of(valid).unsqueeze(1)).logical_or_(valid)
         del valid, present
         return self._finish(ctx, core, g, hf, repaired, motion, usable, nb, lumas)
 
@@ -470,7 +476,7 @@ class Restorer:
         # shot has (a shot's ends have one side only) is decided by the candidate test alone.
         half = nb.shape[1] // 2
         exists = in_shot(nb).view(t, -1, 1, 1, 1)
-        unseen = ~blotch.any_of(paired(valid))
+        unseen = ~any_paired(valid)
         for side in (slice(None, half), slice(half, None)):
             unseen &= blotch.any_of(present[:, side]) | ~blotch.any_of(exists[:, side])
         return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
@@ -518,7 +524,7 @@ class Restorer:
         repaired, motion, usable, nb = repaired[lo:hi], motion.frames(lo, hi), usable[lo:hi], nb[lo:hi] - lo
         corrected = self._repair(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
         if p.second_pass and lumas is None and g is not None:
-            restored_luma = self._planes(corrected).mean(1).clamp(0, 1).cpu().numpy()
+            restored_luma = luma(corrected.permute(0, 2, 3, 1)).clamp(0, 1).cpu().numpy()
             return self._solve(ctx, core, list(restored_luma))
         out = []
         for i in core:
