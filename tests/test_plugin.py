@@ -196,7 +196,7 @@ def test_output_equals_the_engine_on_the_same_window(built, shared_env, scene, t
 
 
 def test_output_matches_whole_clip_restore(built, shared_env, tmp_path):
-    """Against the file pipeline (whole clip, chunked) on a clip longer than the plug-in's
+    """Against the in-memory pipeline on the whole clip, longer than the plug-in's
     context: within 0.5 levels RMS at 8 bits, at the ends and in the middle."""
     length = 36
     clean = make_scene("pan", frames=length, height=HEIGHT, width=WIDTH, seed=3)

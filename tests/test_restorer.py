@@ -11,6 +11,7 @@ import pytest
 from dfdb import Params, Restorer
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.errors import InputError
+from dfdb.restorer import chunk_frames
 
 H, W = 72, 96
 
@@ -139,6 +140,15 @@ def test_result_does_not_depend_on_the_chunk_size():
     a, b = images(run(d, chunk=8)), images(run(d, chunk=32))
     rms_levels = float(np.sqrt(np.mean((a - b) ** 2)) * 255)
     assert rms_levels < 0.5, f"chunk 8 vs 32 differ by {rms_levels:.3f} 8-bit levels RMS"
+
+
+def test_default_chunk_follows_the_frame_size():
+    """Small frames get longer chunks, within 32..128 frames; a chosen chunk is kept."""
+    assert chunk_frames(None, (720, 1280)) == 32
+    assert chunk_frames(None, (1080, 1920)) == 32
+    assert chunk_frames(None, (360, 640)) == 128
+    assert chunk_frames(None, (544, 960)) == 56
+    assert chunk_frames(8, (360, 640)) == 8
 
 
 def test_strength_zero_is_identity_and_alpha_passes(pan_old_film):

@@ -71,7 +71,7 @@ def add_restore(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-flicker", dest="flicker", action="store_false", default=None, help="leave the flicker alone")
     g.add_argument("--no-blotches", dest="blotches", action="store_false", default=None, help="leave the blotches alone")
     g.add_argument("--iterations", type=int, help="FISTA iterations per chunk")
-    g.add_argument("--chunk", type=int, help="frames solved together; lower it when memory runs out")
+    g.add_argument("--chunk", type=int, help="frames solved together (default: from the frame size, 32 at 720p and above, up to 128 for small frames); lower it when memory runs out")
     g.add_argument("--autotune", action="store_true", default=None, help="tune the solver's steps on this clip first (slower)")
     g.add_argument("--device", choices=DEVICES, help="compute device (default: auto)")
     e = p.add_argument_group("encoding")

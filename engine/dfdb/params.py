@@ -45,7 +45,7 @@ class Params:
     flow_preset: str = "fast"
     flow_scale: float = 0.5
     second_pass: bool = False
-    chunk: int = 32
+    chunk: int | None = None  # frames solved together; None: from the frame size (restorer.chunk_frames)
     autotune: bool = False
     device: str = "auto"
     # Weights of the objective (DESIGN.md §4), per pixel and resolution independent.
@@ -99,7 +99,8 @@ def _validate(p: Params) -> None:
     _check(isinstance(p.iterations, int) and 1 <= p.iterations <= 500, f"iterations must be in 1..500, got {p.iterations!r}")
     _check(p.flow_preset in FLOW_PRESETS, f"flow_preset must be one of {', '.join(FLOW_PRESETS)}, got {p.flow_preset!r}")
     _check(0.1 <= p.flow_scale <= 1.0, f"flow_scale must be in [0.1, 1], got {p.flow_scale!r}")
-    _check(isinstance(p.chunk, int) and 4 <= p.chunk <= 4096, f"chunk must be in 4..4096 frames, got {p.chunk!r}")
+    _check(p.chunk is None or (isinstance(p.chunk, int) and 4 <= p.chunk <= 4096),
+           f"chunk must be in 4..4096 frames, got {p.chunk!r}")
     _check(p.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {p.device!r}")
     _check(p.lambda_r >= 0 and p.lambda_p > 0, "lambda_r must be >= 0 and lambda_p > 0")
     _check(p.lambda_l >= 0, f"lambda_l must be >= 0, got {p.lambda_l!r}")
