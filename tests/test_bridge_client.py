@@ -92,6 +92,32 @@ def test_sequential_render_sends_one_frame_per_request_and_scrubbing_hits_the_ca
         assert c.ping()["clips"] == 0
 
 
+def test_frames_solved_ahead_are_served_from_the_cache(engine):
+    """A sequential render that sends t − c … t + n + c with ahead n gets t + 1 … t + n from
+    the cache, equal to the span's solve, although its own window reaches one frame further."""
+    p, n = Params.from_preset("fast"), 3
+    c = p.context
+    long_clip = degrade(make_scene("pan", frames=2 * c + 12, height=32, width=40, seed=3), "old_film", seed=3).frames
+    t0 = c
+    span = Restorer(p).restore_span(long_clip[:t0 + n + c + 1], t0, n + 1)
+    with Client(engine.address, transport="inline") as cl:
+        for t in range(t0, t0 + n + 2):
+            lo, hi = t - c, min(len(long_clip), t + n + c + 1)
+            got = cl.request(long_clip[lo:hi], t - lo, FAST, clip="ahead", times=range(lo, hi), ahead=n)
+            if t <= t0 + n:
+                assert got.stats["cached"] is (t > t0), f"frame {t}"
+                assert np.array_equal(got.image, span[t - t0].image), f"frame {t}"
+            else:  # past the span: solved anew
+                assert got.stats["cached"] is False
+        # Scrubbing back with the plain window t − c … t + c: the same frames within c, a hit.
+        got = cl.request(long_clip[t0 + 1 - c:t0 + 2 + c], c, FAST, clip="ahead", times=range(t0 + 1 - c, t0 + 2 + c))
+        assert got.stats["cached"] is True and np.array_equal(got.image, span[1].image)
+        cl.close_clip("ahead")
+    whole = list(Restorer(p).process(long_clip))
+    for k, rf in enumerate(span):  # a frame solved ahead agrees with the whole-clip restore
+        assert float(np.sqrt(np.mean((rf.image - whole[t0 + k].image) ** 2)) * 255) < 0.5
+
+
 def test_need_is_answered_when_the_engine_evicted_frames(runtime, clip):
     frame_bytes = clip[0].nbytes
     with EngineThread(Config(default_address(), cache_bytes=2 * frame_bytes + 100)) as eng, Client(eng.address) as c:

@@ -25,7 +25,7 @@ from ofxdriver import Build, EngineEnv, Host, build  # noqa: E402
 
 from dfdb.bench.synth import degrade, make_scene  # noqa: E402
 from dfdb.params import Params  # noqa: E402
-from dfdb.restorer import Restorer, context_frames  # noqa: E402
+from dfdb.restorer import Restorer  # noqa: E402
 from dfdb_bridge import Client  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("c++") is None,
@@ -53,13 +53,20 @@ def levels8(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
     return np.abs(a.astype(np.float64) - b.astype(np.float64)) * scale
 
 
-def reference_window(clip: np.ndarray, t: int, dtype: str, **overrides) -> np.ndarray:
-    """What the engine computes for frame t from the frames t−c…t+c the plug-in fetches (c = 12r + 2,
-    clipped to the clip): a fresh Restorer per window, as the server does."""
+#: Frames after t that a render of t has the engine restore with it (plugin.cpp's kAhead).
+AHEAD = 7
+
+
+def reference_window(clip: np.ndarray, t: int, dtype: str, first: int | None = None, **overrides) -> np.ndarray:
+    """What the engine computes for frame t in the render of frame ``first`` (default t; a
+    frame first < t ≤ first + 7 is solved ahead there): from the frames first − c … first + 7
+    + c the plug-in fetches (c = 12r + 2, clipped to the clip), a fresh Restorer per window,
+    as the server does."""
+    first = t if first is None else first
     params = Params.from_preset("fast", **{**PLUGIN_PARAMS, **overrides})
-    context = context_frames(params.radius)
-    lo, hi = max(0, t - context), min(len(clip) - 1, t + context)
-    return to_depth(Restorer(params).restore_window(clip[lo:hi + 1], t - lo).image, dtype)
+    lo, hi = max(0, first - params.context), min(len(clip) - 1, first + AHEAD + params.context)
+    span = Restorer(params).restore_span(clip[lo:hi + 1], first - lo, AHEAD + 1)
+    return to_depth(span[t - first].image, dtype)
 
 
 @pytest.fixture(scope="module")
@@ -160,15 +167,17 @@ def test_describes_itself_as_an_editor_expects(built, engine_env):
 
 
 def test_frames_needed_region_and_identity(built, engine_env, tmp_path):
-    # The context is t−c…t+c with c = 12r + 2 (26 for W = 5, 14 for W = 3), clipped to the clip.
+    # The context is t−c…t+7+c with c = 12r + 2 (26 for W = 5, 14 for W = 3), clipped to the
+    # clip: t and the 7 frames solved ahead with it, each with its context.
     long_clip = np.repeat(make_scene("static", frames=1, height=HEIGHT, width=WIDTH, seed=1), 60, axis=0)
     path, frames = clip_file(tmp_path, long_clip, "u8")
     with open_instance(built, engine_env, path) as host:
-        assert host.cmd("needed 30").result == "4 56"
-        assert host.cmd("needed 0").result == "0 26"
+        assert host.cmd("needed 20").result == "0 53"
+        assert host.cmd("needed 30").result == "4 59"
+        assert host.cmd("needed 0").result == "0 33"
         assert host.cmd("needed 59").result == "33 59"
         assert host.cmd("set window 3").ok
-        assert host.cmd("needed 30").result == "16 44"
+        assert host.cmd("needed 30").result == "16 51"
         assert host.cmd("rod 1").result == f"0 0 {WIDTH} {HEIGHT}"
         assert host.cmd("set strength 0").ok
         reply = host.cmd(f"render 1 {tmp_path / 'id.npy'}")
@@ -188,7 +197,8 @@ def test_output_equals_the_engine_on_the_same_window(built, shared_env, scene, t
         for t in times:
             out = render(host, t, tmp_path / f"out{t}.npy")
             assert out.dtype == DTYPES[dtype] and out.shape == frames[t].shape
-            expected = reference_window(frames, t, dtype)
+            # Frame 0's render solved the whole 5-frame clip; the later ones are its results.
+            expected = reference_window(frames, t, dtype, first=0)
             diff = levels8(out, expected, dtype)
             assert diff.max() <= 1.0, f"frame {t}: max difference {diff.max():.3f} levels"
             assert np.sqrt(np.mean(diff ** 2)) < 0.05
@@ -221,7 +231,7 @@ def test_rgba_alpha_untouched_and_debug_outputs(built, shared_env, scene, tmp_pa
         assert host.cmd("set output 1").ok  # Blotch mask
         assert host.cmd("set window 5").ok
         params = Params.from_preset("fast", **PLUGIN_PARAMS)
-        found = [Restorer(params).restore_window(frames, t).mask for t in range(FRAMES)]
+        found = [Restorer(params).restore_span(frames, t, AHEAD + 1)[0].mask for t in range(FRAMES)]
         t = int(np.argmax([m.sum() for m in found]))
         assert found[t].max() > 0  # old_film: the engine repairs something in this clip
         mask = render(host, t, tmp_path / "mask.npy")
@@ -263,9 +273,10 @@ def test_parallel_renders_on_several_threads(built, shared_env, scene, tmp_path)
         assert reply.result == "done", reply.result
         results = dict(ln.split(" ", 2)[1:] for ln in reply.lines if ln.startswith("r "))
         assert all(r.startswith("ok") for r in results.values()), results
-    for t in range(FRAMES):
-        expected = reference_window(frames, t, "u8", window=3)
-        assert levels8(np.load(tmp_path / f"par_{t}.npy"), expected, "u8").max() <= 1.0
+    for t in range(FRAMES):  # solved by its own render, or ahead by the render of an earlier frame
+        out = np.load(tmp_path / f"par_{t}.npy")
+        assert min(levels8(out, reference_window(frames, t, "u8", first, window=3), "u8").max()
+                   for first in range(t + 1)) <= 1.0
 
 
 # ---------------------------------------------------------------------------- engine life

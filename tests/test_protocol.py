@@ -150,6 +150,7 @@ def test_a_good_request_parses_sorted_by_time():
     (dict(frames=[frame_entry(0), frame_entry(1, w=5)]), "bad_frame"), (dict(frames=[{"frame": {}}]), "bad_message"),
     (dict(frames=[{"time": 1 << 63}]), "bad_message"), (dict(outputs=[]), "bad_message"),
     (dict(outputs=["image", "depth"]), "bad_message"), (dict(outputs=[1]), "bad_message"),
+    (dict(ahead=-1), "bad_message"), (dict(ahead=16), "bad_message"), (dict(ahead=True), "bad_message"),
     (dict(params={"window": 4}), "bad_param"), (dict(params={"strength": "max"}), "bad_param"),
     (dict(params={"preset": "ultra"}), "bad_param"), (dict(params={"nonsense": 1}), "bad_param"),
     (dict(params={"grid": [1, "a"]}), "bad_param"), (dict(params={"grid": 3}), "bad_param"),

@@ -136,6 +136,7 @@ Value Client::build_process(const ProcessRequest &request, const std::vector<boo
       .set("frames", std::move(frames))
       .set("params", request.params)
       .set("outputs", std::move(outputs));
+  if (request.ahead > 0) msg.set("ahead", Value::integer(request.ahead));
   if (wants_image && use_shm_ && out_) {
     for (const WindowFrame &f : request.frames)
       if (f.time == request.target && f.view.row_bytes() * f.view.height >= options_.shm_min_bytes &&

@@ -114,7 +114,7 @@ class Connection {
     std::string engine;
     std::vector<std::string> capabilities;
     std::vector<std::string> devices;
-    uint64_t max_message = kMaxMessage, max_window = 101, max_pixels = 0;
+    uint64_t max_message = kMaxMessage, max_window = 116, max_pixels = 0;
     bool has(const std::string &capability) const;
   };
 
@@ -200,6 +200,9 @@ struct ProcessRequest {
   std::vector<WindowFrame> frames;
   Value params = Value::map();
   std::vector<std::string> outputs{"image"};
+  /** Frames of the window after the target that the engine restores in the same solve and
+   *  keeps for the requests to come (PROTOCOL.md 3.3.5); 0 = the target alone. */
+  int ahead = 0;
 };
 
 /** The reply of a process call; views point into memory owned by this object or by the

@@ -247,7 +247,7 @@ std::unique_ptr<Connection> Connection::open(const Address &address, const std::
   conn->info_.devices = strings_of(reply.find("devices"));
   const Value *limits = reply.find("limits");
   conn->info_.max_message = limit_of(limits, "max_message", kMaxMessage);
-  conn->info_.max_window = limit_of(limits, "max_window", 101);
+  conn->info_.max_window = limit_of(limits, "max_window", 116);
   conn->info_.max_pixels = limit_of(limits, "max_pixels", 0);
   return conn;
 }

@@ -63,6 +63,13 @@ class Params:
         """r in W = 2r + 1: how many neighbours on each side a frame is compared with."""
         return self.window // 2
 
+    @property
+    def context(self) -> int:
+        """c = 12r + 2: the frames on each side of a frame that its result depends on (the
+        restorer solves a chunk with this margin; the plug-in fetches t − c … t + c). Why so
+        many: :attr:`dfdb.restorer.Restorer.margin`."""
+        return 12 * self.radius + 2
+
     @classmethod
     def from_preset(cls, preset: str = "balanced", **overrides: Any) -> "Params":
         """The named preset with ``overrides`` applied (None values are ignored)."""

@@ -97,11 +97,6 @@ def _frame(index: int, key: Hashable, image: np.ndarray) -> _Frame:
     return _Frame(index, key, image, y, thumbnail(flicker_invariant(y)))
 
 
-def context_frames(radius: int) -> int:
-    """Frames of context on each side of a frame, 12r + 2 (see :attr:`Restorer.margin`)."""
-    return 12 * radius + 2
-
-
 #: The default chunk holds as many pixels as 32 frames of 1280×720 (the working set of a
 #: chunk's solve grows with its pixels: about 6 GB there), and 32 to 128 frames.
 CHUNK_PIXELS = 32 * 1280 * 720
@@ -286,7 +281,7 @@ class Restorer:
         frame's result changes by less than half an 8-bit level when more frames are added on
         either side (chunk size, or the plug-in's window). Measured, chunk 8 against 32 on four
         40-frame clips: 0.12–0.30 levels RMS (0.45–1.1 with 8r + 2)."""
-        return context_frames(self.params.radius)
+        return self.params.context
 
     # ---------------------------------------------------------------- public API
     def process(
@@ -344,25 +339,34 @@ class Restorer:
 
     def restore_window(self, frames: np.ndarray | Sequence[np.ndarray], target: int,
                        keys: Sequence[Hashable] | None = None) -> RestoredFrame:
-        """Restore frame ``target`` of a short window (T, H, W, C), e.g. t−r…t+r.
+        """Restore frame ``target`` of a short window (T, H, W, C), e.g. t − c … t + c
+        (c = :attr:`margin`); see :meth:`restore_span`."""
+        return self.restore_span(frames, target, 1, keys)[0]
 
-        Frames on the other side of a cut from the target are ignored. ``keys`` (one hashable
-        per frame, e.g. frame times) let flows be reused across calls on overlapping windows.
+    def restore_span(self, frames: np.ndarray | Sequence[np.ndarray], first: int, count: int,
+                     keys: Sequence[Hashable] | None = None) -> list[RestoredFrame]:
+        """Restore frames ``first`` … ``first + count − 1`` of a window (T, H, W, C) in one
+        solve, e.g. t … t + n − 1 of t − c … t + n − 1 + c: a sequential render then solves
+        2c + n frames for every n instead of 2c + 1 for each one.
+
+        Frames on the other side of a cut from ``first`` are ignored (the span ends before
+        the cut: fewer frames come back). ``keys`` (one hashable per frame, e.g. frame times)
+        let flows be reused across calls on overlapping windows.
         """
-        if not 0 <= target < len(frames):
-            raise InputError(f"target {target} is outside the window of {len(frames)} frames")
+        if not 0 <= first < len(frames) or count < 1:
+            raise InputError(f"frames {first}…{first + count - 1} are outside the window of {len(frames)} frames")
         keys = list(keys) if keys is not None else [("w", i) for i in range(len(frames))]
         ctx = [_frame(i, keys[i], im) for i, im in enumerate(frames)]
-        lo, hi = target, target + 1
+        lo, hi = first, first + 1
         while lo > 0 and not is_cut(ctx[lo - 1].thumb, ctx[lo].thumb):
             lo -= 1
         while hi < len(ctx) and not is_cut(ctx[hi - 1].thumb, ctx[hi].thumb):
             hi += 1
-        out = self._solve(ctx[lo:hi], range(target - lo, target - lo + 1))
+        out = self._solve(ctx[lo:hi], range(first - lo, min(first + count, hi) - lo))
         if len(self._flows) > 64:
             live = set(keys)
             self._flows = {k: v for k, v in self._flows.items() if k[0] in live and k[1] in live}
-        return out[0]
+        return out
 
     # ---------------------------------------------------------------- one chunk
     def _pair_flow(self, a: Hashable, b: Hashable, la: np.ndarray, lb: np.ndarray, distance: int,

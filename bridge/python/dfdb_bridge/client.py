@@ -161,13 +161,15 @@ class Client:
 
     def request(self, frames: Any, target_index: int, params: Mapping[str, Any] | None = None,
                 clip: str | None = None, *, times: Sequence[int] | None = None,
-                outputs: Iterable[str] = ("image",)) -> Result:
+                outputs: Iterable[str] = ("image",), ahead: int = 0) -> Result:
         """Like :meth:`process`, returning mask/flicker/stats too.
 
         With ``clip`` (a session id unique to this caller) and ``times`` (the frame numbers of
         ``frames``), frames already sent under the same clip and time are not sent again: the
         caller promises that a (clip, time) pair always means the same pixels. Without ``clip``
-        a one-off session is used and closed afterwards.
+        a one-off session is used and closed afterwards. ``ahead``: the engine also restores
+        the next ``ahead`` frames of the window and keeps them for the requests to come
+        (PROTOCOL.md 3.3.5; the window should reach c frames past the last of them).
         """
         np = _numpy()
         arrays = [np.asarray(f) for f in frames]
@@ -187,7 +189,7 @@ class Client:
                 if round_ >= 3:
                     attach = set(times)
                 reply = self._process_once(clip, times[target_index], times, arrays, attach,
-                                           dict(params or {}), list(outputs))
+                                           dict(params or {}), list(outputs), ahead)
                 if reply["op"] == "need":  # the frames attached this round were stored
                     missing = {int(t) for t in reply.get("times", [])}
                     held.update(attach - missing)
@@ -212,7 +214,7 @@ class Client:
         return offered and (self.transport == "shm" or (self.transport == "auto" and nbytes >= SHM_THRESHOLD))
 
     def _process_once(self, clip: str, target: int, times: list[int], arrays: list[Any],
-                      attach: set[int], params: dict[str, Any], outputs: list[str]) -> dict[str, Any]:
+                      attach: set[int], params: dict[str, Any], outputs: list[str], ahead: int) -> dict[str, Any]:
         from .frames import dtype_name, inline, packed, write
 
         use_shm = self._use_shm(arrays[0].nbytes)
@@ -236,6 +238,8 @@ class Client:
         frames.extend({"time": t} for t in times if t not in attach)
         message: dict[str, Any] = {"op": "process", "clip": clip, "target": target, "frames": frames,
                                    "params": params, "outputs": outputs}
+        if ahead:
+            message["ahead"] = ahead
         target_array = arrays[times.index(target)]
         if use_shm and "image" in outputs:
             out = self._segs().get("out", target_array.nbytes)

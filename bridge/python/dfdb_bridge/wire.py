@@ -25,7 +25,7 @@ LIMITS: dict[str, int] = {
     "max_width": 16384,
     "max_height": 16384,
     "max_pixels": 1 << 26,
-    "max_window": 101,
+    "max_window": 116,
     "max_channels": 4,
 }
 

@@ -24,6 +24,8 @@ OUTPUTS = ("image", "mask", "flicker")
 INT64 = (-(1 << 63), (1 << 63) - 1)
 MAX_CLIP_ID = 256
 MAX_CLIENT_NAME = 256
+#: Most frames a ``process`` request may ask to be solved after its target (PROTOCOL.md 3.3).
+MAX_AHEAD = 15
 
 
 def bad(message: str) -> BridgeError:
@@ -65,6 +67,7 @@ class ProcessRequest:
     params: Params
     outputs: tuple[str, ...]
     out: OutRegion | None
+    ahead: int = 0  # frames of the window after the target solved with it and kept
 
     @property
     def times(self) -> list[int]:
@@ -190,8 +193,11 @@ def parse_process(message: Mapping[str, Any], limits: Mapping[str, int] = LIMITS
     if not isinstance(outputs, list) or not outputs or any(not isinstance(o, str) or o not in OUTPUTS for o in outputs):
         raise bad("outputs must be a non-empty list of image, mask, flicker")
     out = _out(message["out"]) if message.get("out") is not None else None
+    ahead = message.get("ahead", 0)
+    if not isinstance(ahead, int) or isinstance(ahead, bool) or not 0 <= ahead <= MAX_AHEAD:
+        raise bad(f"ahead must be an int in 0..{MAX_AHEAD}")
     return ProcessRequest(clip, target, tuple(refs), parse_params(message.get("params", {})),
-                          tuple(o for o in OUTPUTS if o in outputs), out)
+                          tuple(o for o in OUTPUTS if o in outputs), out, ahead)
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:

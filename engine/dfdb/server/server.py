@@ -370,7 +370,7 @@ class Engine:
         for t, image, _ in attached:  # usable now even if the cache could not keep them
             images[times.index(t)] = image
         del attached
-        key = self.sessions.result_key(req.clip, req.target, params_key(req.params), infos, times)
+        key = self._result_key(req, req.target, infos)
         cached = self.sessions.get_result(key)
         if cached is not None:
             return self._result(rid, req, cached, infos, True, 0.0, started)
@@ -398,17 +398,30 @@ class Engine:
             self._restorers.move_to_end(key)
             return self._restorers[key]
 
+    def _result_key(self, req: codec.ProcessRequest, target: int, infos: list[FrameInfo | None]) -> tuple | None:
+        """The result cache's key for frame ``target`` of the request's window: the clip, the
+        params and the versions of the window's frames within the context c of the target,
+        the only ones its result depends on. So a frame solved ahead of its turn is found by
+        its own request, whose window differs beyond c."""
+        near = [i for i, t in enumerate(req.times) if abs(t - target) <= req.params.context]
+        return self.sessions.result_key(req.clip, target, params_key(req.params), [infos[i] for i in near],
+                                        [req.times[i] for i in near])
+
     def _solve(self, plan: Plan) -> tuple[RestoredFrame, float]:
-        """Solver thread: restore the target from the held window (flows reused across windows)."""
+        """Solver thread: restore the target, and the ``ahead`` frames after it in the same
+        solve, from the held window (flows reused across windows); all are cached."""
         req = plan.request
         t0 = time.perf_counter()
         restorer, lock = self._restorer(req.clip, req.params)
         keys = [(t, info.version) for t, info in zip(req.times, plan.infos)]
+        first = req.times.index(req.target)
         with lock:
-            rf = restorer.restore_window(plan.images, req.times.index(req.target), keys=keys)
+            done = restorer.restore_span(plan.images, first, 1 + req.ahead, keys=keys)
         solve_ms = (time.perf_counter() - t0) * 1000.0
-        self.sessions.put_result(plan.key, rf)
-        return rf, solve_ms
+        self.sessions.put_result(plan.key, done[0])
+        for t, rf in zip(req.times[first + 1:], done[1:]):
+            self.sessions.put_result(self._result_key(req, t, plan.infos), rf, replace=False)
+        return done[0], solve_ms
 
     def _result(self, rid: int, req: codec.ProcessRequest, rf: RestoredFrame, infos: list[FrameInfo],
                 cached: bool, solve_ms: float, started: float) -> tuple[bytes, bytes]:

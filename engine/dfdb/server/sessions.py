@@ -152,11 +152,13 @@ class SessionStore:
                 self.counters.result_hits += 1
             return hit
 
-    def put_result(self, key: tuple | None, rf: RestoredFrame) -> None:
+    def put_result(self, key: tuple | None, rf: RestoredFrame, replace: bool = True) -> None:
+        """Cache a result; with ``replace`` False one already cached is kept (a frame solved
+        ahead must not change a result a client may already have been given)."""
         if key is None:
             return
         with self._lock:
-            if key[1] in self._sessions:
+            if key[1] in self._sessions and (replace or self._lru.get(key) is None):
                 self._lru.put(key, rf, result_bytes(rf))
 
     def close(self, clip: str) -> None:
