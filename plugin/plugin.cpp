@@ -1,7 +1,8 @@
 // "Deflicker/Deblotch": the OpenFX image effect. A thin shim: parameters become the engine's
-// params map, the frames t−c…t+c (c = 12r + 2, the engine's context) become frame views, and the engine's answer becomes the output
-// image. Every failure becomes a message through the host's message suite and an OFX error
-// status; nothing thrown ever crosses into the host.
+// params map, the frames t−c…t+7+c (c = 12r + 2, the engine's context; t+1…t+7 are solved
+// ahead) become frame views, and the engine's answer becomes the output image. Every failure
+// becomes a message through the host's message suite and an OFX error status; nothing thrown
+// ever crosses into the host.
 #include "engine_link.hpp"
 #include "ofx_abi.h"
 #include "pixels.hpp"

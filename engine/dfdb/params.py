@@ -66,8 +66,8 @@ class Params:
     @property
     def context(self) -> int:
         """c = 12r + 2: the frames on each side of a frame that its result depends on (the
-        restorer solves a chunk with this margin; the plug-in fetches t − c … t + c). Why so
-        many: :attr:`dfdb.restorer.Restorer.margin`."""
+        restorer solves a chunk with this margin; the plug-in fetches as many around the frames
+        a render restores). Why so many: :attr:`dfdb.restorer.Restorer.margin`."""
         return 12 * self.radius + 2
 
     @classmethod

@@ -1,9 +1,10 @@
 """The in-memory engine: frames in, restored frames out, streamed in overlapping chunks.
 
 A clip is cut into shots (never linked across a cut) and each shot into chunks of
-``params.chunk`` output frames (by default from the frame size, :func:`chunk_frames`). Each chunk is solved with ``margin`` extra context frames on
-both sides (results for the context are discarded), so the result hardly depends on where the
-chunk boundaries fall and memory is bounded by the chunk, not the clip. Flows are cached
+``params.chunk`` output frames (by default from the frame size, :func:`chunk_frames`). Each
+chunk is solved with ``margin`` extra context frames on both sides (results for the context
+are discarded), so the result hardly depends on where the chunk boundaries fall and memory is
+bounded by the chunk, not the clip. Flows are cached
 between chunks so that every pair of frames is matched once.
 
 Per chunk: flow to the neighbours → temporal weights and warped neighbours at the sample

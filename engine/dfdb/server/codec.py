@@ -24,7 +24,7 @@ OUTPUTS = ("image", "mask", "flicker")
 INT64 = (-(1 << 63), (1 << 63) - 1)
 MAX_CLIP_ID = 256
 MAX_CLIENT_NAME = 256
-#: Most frames a ``process`` request may ask to be solved after its target (PROTOCOL.md 3.3).
+#: Most frames a ``process`` request may ask to be solved after its target (PROTOCOL.md 3.3.5).
 MAX_AHEAD = 15
 
 
