@@ -6,7 +6,10 @@ with shared memory, float RGBA at 1080p (720p in quick mode) with the ``fast`` p
 - round-trip overhead per frame = client wall time − solver time, median over the frames after
   the first (warm-up) request, and as a fraction of the solver time (target ≤ 10 %);
 - bytes sent per frame in the sequential render after warm-up, in frames (target: 1);
-- cache hit rate and round trip when scrubbing back over the rendered frames.
+- cache hit rate and round trip when scrubbing back over the rendered frames;
+- the plug-in's sequential render at 640×360 with the ``balanced`` preset: seconds per frame
+  with the window t − c … t + c per frame, against t − c … t + n + c with ``ahead`` n
+  (PROTOCOL.md 3.3.5), as plugin.cpp asks.
 """
 from __future__ import annotations
 
@@ -22,9 +25,12 @@ import numpy as np
 from dfdb_bridge import Client, parse_address
 
 from ..bench.synth import degrade, make_scene
+from ..params import Params
 from .server import Config, EngineThread
 
 PARAMS = {"preset": "fast"}
+#: The plug-in's render: its preset, frame size and frames solved ahead (plugin.cpp kAhead).
+RENDER_PARAMS, RENDER_SIZE, RENDER_AHEAD = {"preset": "balanced"}, (360, 640), 7
 
 
 def _clip(frames: int, height: int, width: int) -> np.ndarray:
@@ -49,6 +55,27 @@ def _render(client: Client, clip: np.ndarray, name: str, radius: int, count: int
                "frames_sent": client.frames_sent - frames}
         (scrub if len(steps) == count else steps).append(row)
     return {"render": steps, "scrub": scrub}
+
+
+def _plugin_render(client: Client, clip: np.ndarray, name: str, ahead: int, count: int) -> list[dict[str, Any]]:
+    """Render frames c … c + count − 1 of ``clip`` in order as the plug-in does, with the
+    window t − c … t + ahead + c (clipped to the clip); per request: wall ms and cached."""
+    c = Params.from_preset(**RENDER_PARAMS).context
+    rows = []
+    for t in range(c, c + count):
+        lo, hi = t - c, min(len(clip), t + ahead + c + 1)
+        start = time.perf_counter()
+        result = client.request(clip[lo:hi], t - lo, RENDER_PARAMS, clip=name, times=range(lo, hi), ahead=ahead)
+        rows.append({"target": t, "wall_ms": (time.perf_counter() - start) * 1000.0, "cached": result.stats["cached"]})
+    return rows
+
+
+def render_summary(rows: list[dict[str, Any]], warm: int) -> dict[str, float]:
+    """Seconds per frame over the requests after the first ``warm`` (whose windows match the
+    flows of the whole first window), and the share answered from the cache."""
+    steady = rows[warm:]
+    return {"s_per_frame": sum(r["wall_ms"] for r in steady) / 1000.0 / len(steady),
+            "cached": sum(r["cached"] for r in steady) / len(steady)}
 
 
 def _summary(runs: dict[str, Any], frame_bytes: int) -> dict[str, Any]:
@@ -86,23 +113,47 @@ def markdown(summary: dict[str, Any], height: int, width: int, count: int) -> st
     return "\n".join(lines)
 
 
+def render_markdown(renders: dict[int, dict[str, float]], count: int) -> str:
+    h, w = RENDER_SIZE
+    plain, ahead = renders[0], renders[RENDER_AHEAD]
+    return "\n".join([
+        f"### The plug-in's sequential render, {w}×{h}, preset {RENDER_PARAMS['preset']}, frames {RENDER_AHEAD + 1}…{count - 1} of {count}",
+        "",
+        "| window | s / frame | answered from the cache |",
+        "|---|---:|---:|",
+        f"| t − c … t + c, one frame per solve | {plain['s_per_frame']:.2f} | {100 * plain['cached']:.0f} % |",
+        f"| t − c … t + {RENDER_AHEAD} + c, ahead {RENDER_AHEAD} | {ahead['s_per_frame']:.2f} | {100 * ahead['cached']:.0f} % |",
+        "",
+        f"Solving ahead renders {plain['s_per_frame'] / ahead['s_per_frame']:.1f}× as many frames per second "
+        f"(c = 12r + 2; the first {RENDER_AHEAD + 1} requests, which match the flows of their whole window, are left out).",
+    ])
+
+
 def run(out_dir: Path, quick: bool) -> str:
     """Run the server benchmark; writes ``server.md`` and ``server.json`` to ``out_dir`` and
-    returns the Markdown table."""
+    returns the Markdown tables."""
     height, width, count, radius = (720, 1280, 3, 1) if quick else (1080, 1920, 4, 1)
     clip = _clip(count + 2 * radius, height, width)
-    runs = {}
+    render_count = (2 if quick else 4) * (RENDER_AHEAD + 1)
+    c = Params.from_preset(**RENDER_PARAMS).context
+    render_clip = _clip(render_count + RENDER_AHEAD + 2 * c, *RENDER_SIZE)
+    runs, renders = {}, {}
     with tempfile.TemporaryDirectory(prefix="dfdb-bench-", dir="/tmp") as tmp:
         address = parse_address(f"unix://{tmp}/engine.sock")
         with EngineThread(Config(address, cache_bytes=2 << 30)) as engine:
             for transport in ("inline", "shm"):
                 with Client(engine.address, transport=transport) as client:
                     runs[transport] = _render(client, clip, f"bench-{transport}", radius, count)
+            with Client(engine.address) as client:
+                for ahead in (0, RENDER_AHEAD):
+                    rows = _plugin_render(client, render_clip, f"render-{ahead}", ahead, render_count)
+                    renders[ahead] = render_summary(rows, RENDER_AHEAD + 1)
     summary = _summary(runs, clip[0].nbytes)
-    table = markdown(summary, height, width, count)
+    table = markdown(summary, height, width, count) + "\n\n" + render_markdown(renders, render_count)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("server.md", table + "\n"),
-                       ("server.json", json.dumps({"height": height, "width": width, "summary": summary, "runs": runs}, indent=1))):
+                       ("server.json", json.dumps({"height": height, "width": width, "summary": summary, "runs": runs,
+                                                     "plugin_render": renders}, indent=1))):
         tmp_path = out_dir / f".{name}.tmp"
         tmp_path.write_text(text, encoding="utf-8")
         tmp_path.replace(out_dir / name)
