@@ -310,6 +310,27 @@ def test_a_disconnect_drops_the_clients_queued_work(engine, clip):
         gate.set()
 
 
+def test_a_queued_request_takes_a_frame_solved_ahead_meanwhile(engine, clip):
+    """Renders on several host threads: t + 1, queued while t's solve (ahead 2) waits, is
+    answered with t's span when its turn comes, not solved again."""
+    gate = block_the_solver(engine)
+    try:
+        raw = Raw(engine.address)
+        frames = [{"time": t, "frame": inline(clip[t])} for t in range(8)]
+        first = raw.send(frame_msg("ahead", 2, frames, ahead=2))
+        second = raw.send(frame_msg("ahead", 3, [{"time": t} for t in range(8)], ahead=2))
+        while raw.call({"op": "ping"})["queued"] < 2:
+            time.sleep(0.01)
+    finally:
+        gate.set()
+    replies = {r["id"]: r for r in (raw.recv(), raw.recv())}
+    assert replies[first]["stats"]["cached"] is False and replies[second]["stats"]["cached"] is True
+    span = Restorer(Params.from_preset("fast")).restore_span(clip, 2, 3)
+    got = np.frombuffer(replies[second]["image"]["data"], np.float32).reshape(clip[3].shape)
+    assert np.array_equal(got, span[1].image)
+    raw.close()
+
+
 def test_shutdown_cancels_queued_work_and_finishes(runtime, clip):
     eng = EngineThread(Config(default_address()))
     gate = block_the_solver(eng)

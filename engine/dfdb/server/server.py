@@ -338,9 +338,9 @@ class Engine:
 
     async def _finish(self, conn: Connection, rid: int, plan: Plan, future) -> None:
         try:
-            rf, solve_ms = await asyncio.wrap_future(future)
+            rf, solve_ms, cached = await asyncio.wrap_future(future)
             frame = await self._loop.run_in_executor(self._io, self._result, rid, plan.request, rf,
-                                                     plan.infos, False, solve_ms, plan.started)
+                                                     plan.infos, cached, solve_ms, plan.started)
         except asyncio.CancelledError:
             return  # the client left before the job started
         except Exception as err:
@@ -407,10 +407,15 @@ class Engine:
         return self.sessions.result_key(req.clip, target, params_key(req.params), [infos[i] for i in near],
                                         [req.times[i] for i in near])
 
-    def _solve(self, plan: Plan) -> tuple[RestoredFrame, float]:
+    def _solve(self, plan: Plan) -> tuple[RestoredFrame, float, bool]:
         """Solver thread: restore the target, and the ``ahead`` frames after it in the same
-        solve, from the held window (flows reused across windows); all are cached."""
+        solve, from the held window (flows reused across windows); all are cached. A target
+        solved ahead while this job waited in the queue (renders on several host threads) is
+        taken from the cache. Returns the result, the solve time (ms) and whether it was cached."""
         req = plan.request
+        cached = self.sessions.get_result(plan.key)
+        if cached is not None:
+            return cached, 0.0, True
         t0 = time.perf_counter()
         restorer, lock = self._restorer(req.clip, req.params)
         keys = [(t, info.version) for t, info in zip(req.times, plan.infos)]
@@ -421,7 +426,7 @@ class Engine:
         self.sessions.put_result(plan.key, done[0])
         for t, rf in zip(req.times[first + 1:], done[1:]):
             self.sessions.put_result(self._result_key(req, t, plan.infos), rf, replace=False)
-        return done[0], solve_ms
+        return done[0], solve_ms, False
 
     def _result(self, rid: int, req: codec.ProcessRequest, rf: RestoredFrame, infos: list[FrameInfo],
                 cached: bool, solve_ms: float, started: float) -> tuple[bytes, bytes]:
