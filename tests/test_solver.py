@@ -8,7 +8,7 @@ import torch
 
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.linear import LinearMap
-from dfdb.objective import Weights, energy, residual
+from dfdb.objective import Weights, any_paired, energy, paired, residual
 from dfdb.problem import assemble
 from dfdb.flow import Motion, track
 from dfdb.objective import affine_residual
@@ -143,3 +143,12 @@ def test_a_linear_map_and_its_adjoint_are_the_matrix_and_its_transpose():
         x = torch.randn(shape[1], 2, generator=gen, requires_grad=True)
         (a(x) ** 2).sum().backward()
         torch.testing.assert_close(x.grad, 2 * dense.T @ (dense @ x.detach()))
+
+
+def test_any_paired_is_paired_reduced_over_the_offsets():
+    """The pixels with a residual of their own, without the (T, J, ...) mask of the pairs."""
+    gen = torch.Generator().manual_seed(0)
+    for j in (2, 4, 6, 8):
+        valid = torch.rand(3, j, 1, 5, 7, generator=gen) > 0.4
+        assert torch.equal(any_paired(valid), paired(valid).any(1))
+
