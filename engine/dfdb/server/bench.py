@@ -57,10 +57,10 @@ def _render(client: Client, clip: np.ndarray, name: str, radius: int, count: int
     return {"render": steps, "scrub": scrub}
 
 
-def _plugin_render(client: Client, clip: np.ndarray, name: str, ahead: int, count: int) -> list[dict[str, Any]]:
+def _plugin_render(client: Client, clip: np.ndarray, name: str, c: int, ahead: int, count: int) -> list[dict[str, Any]]:
     """Render frames c … c + count − 1 of ``clip`` in order as the plug-in does, with the
-    window t − c … t + ahead + c (clipped to the clip); per request: wall ms and cached."""
-    c = Params.from_preset(**RENDER_PARAMS).context
+    window t − c … t + ahead + c (clipped to the clip; c the preset's context); per request:
+    wall ms and cached."""
     rows = []
     for t in range(c, c + count):
         lo, hi = t - c, min(len(clip), t + ahead + c + 1)
@@ -146,7 +146,7 @@ def run(out_dir: Path, quick: bool) -> str:
                     runs[transport] = _render(client, clip, f"bench-{transport}", radius, count)
             with Client(engine.address) as client:
                 for ahead in (0, RENDER_AHEAD):
-                    rows = _plugin_render(client, render_clip, f"render-{ahead}", ahead, render_count)
+                    rows = _plugin_render(client, render_clip, f"render-{ahead}", c, ahead, render_count)
                     renders[ahead] = render_summary(rows, RENDER_AHEAD + 1)
     summary = _summary(runs, clip[0].nbytes)
     table = markdown(summary, height, width, count) + "\n\n" + render_markdown(renders, render_count)
