@@ -10,7 +10,7 @@ from dfdb.bench.synth import degrade, make_scene
 from dfdb.linear import LinearMap
 from dfdb.objective import Weights, any_paired, energy, paired, residual
 from dfdb.problem import assemble
-from dfdb.flow import Motion, track
+from dfdb.flow import Motion, sample_points, track, warp, warp_points
 from dfdb.objective import affine_residual
 from dfdb.restorer import gaussian_average, long_range, long_reach, neighbour_beta, offsets
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
@@ -95,6 +95,29 @@ def test_tracks_follow_chained_flows_and_die_where_one_fails():
     _, _, alive3 = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([5]), 2)
     assert alive3[3, :, 0].tolist() == [True, True, False, False]
     assert alive3[5, :, 0].tolist() == [True, True, False, False]
+
+
+def test_point_samples_are_the_dense_warp_at_those_points():
+    # The sparse warps (the data term's points, the repairs, the tracks) must see what the
+    # dense warp (grid_sample) gives, also where the flow leaves the frame (border replicated).
+    g = torch.Generator().manual_seed(0)
+    t, c, h, w = 3, 3, 9, 13
+    frames = torch.rand(t, c, h, w, generator=g)
+    flow = (torch.rand(t, h, w, 2, generator=g) - 0.5) * 8.0
+    dense = warp(frames, flow)  # frame i sampled along its own flow
+    yi, xi = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    for i in range(t):
+        x, y = xi.reshape(-1) + flow[i, ..., 0].reshape(-1), yi.reshape(-1) + flow[i, ..., 1].reshape(-1)
+        points = sample_points(frames, torch.full_like(xi.reshape(-1), i), x, y)
+        torch.testing.assert_close(points, dense[i].reshape(c, -1).T, atol=1e-5, rtol=0)
+    # warp_points: the neighbours' planes along flows held on a coarser grid, as Motion.dense gives them.
+    motion = Motion(torch.randn(t, 2, 2, 5, 7, generator=g) * 3.0, (h, w))
+    nb = torch.tensor([[0, 1], [0, 2], [1, 2]])
+    ti, py, px = torch.tensor([0, 1, 2, 2]), torch.tensor([0, 4, 8, 3]), torch.tensor([12, 0, 5, 6])
+    sparse = warp_points(frames, motion, nb, ti, py, px)
+    for j in range(2):
+        full = warp(frames.index_select(0, nb[:, j]), motion.dense(slice(None), j))
+        torch.testing.assert_close(sparse[:, j], full[ti, :, py, px], atol=1e-5, rtol=0)
 
 
 def test_the_shipped_lipschitz_constant_bounds_the_measured_one():
