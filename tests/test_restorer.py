@@ -11,6 +11,8 @@ import pytest
 from dfdb import Params, Restorer
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.errors import InputError
+from dfdb.cuts import is_cut, thumbnail
+from dfdb.flow import luma
 from dfdb.restorer import chunk_frames
 
 H, W = 72, 96
@@ -132,6 +134,21 @@ def test_a_cut_is_detected_and_not_crossed():
     # The second shot restored on its own gives the same frames: nothing leaked across the cut.
     alone = images(run(d[10:]))
     np.testing.assert_allclose(images(outs)[10:], alone, atol=1e-6)
+
+
+def test_cuts_are_found_between_any_two_shots_and_nowhere_else():
+    # Two unrelated textures can look alike to a flow (smooth, partly consistent both ways):
+    # every realisation must be told apart, and no frame pair of one shot split.
+    def cuts_in(kind: str, seed: int, profile: str) -> list[int]:
+        frames = degrade(make_scene(kind, 12, 120, 160, seed=seed), profile, seed=seed).frames
+        thumbs = [thumbnail(luma(f)) for f in frames]
+        return [i for i in range(1, len(thumbs)) if is_cut(thumbs[i - 1], thumbs[i])]
+
+    for seed in range(4):
+        for profile in ("old_film", "severe"):
+            assert cuts_in("cut", seed, profile) == [6], (seed, profile)
+            for kind in ("pan", "objects", "fade"):
+                assert cuts_in(kind, seed, profile) == [], (kind, seed, profile)
 
 
 def test_result_does_not_depend_on_the_chunk_size():

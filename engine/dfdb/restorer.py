@@ -26,7 +26,7 @@ from . import blotch
 from .allocator import release_freed_memory
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, Motion, flicker_invariant, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
+from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, any_paired, pair_weights, residual
@@ -95,7 +95,7 @@ class _Frame:
 def _frame(index: int, key: Hashable, image: np.ndarray) -> _Frame:
     image = as_float(image)
     y = luma(image[..., :3])
-    return _Frame(index, key, image, y, thumbnail(flicker_invariant(y)))
+    return _Frame(index, key, image, y, thumbnail(y))
 
 
 #: The default chunk holds as many pixels as 32 frames of 1280×720 (the working set of a
