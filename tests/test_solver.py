@@ -10,7 +10,7 @@ from dfdb.bench.synth import degrade, make_scene
 from dfdb.linear import LinearMap
 from dfdb.objective import Weights, any_paired, energy, paired, residual
 from dfdb.problem import assemble
-from dfdb.flow import Motion, sample_points, track, warp, warp_points
+from dfdb.flow import Motion, lands_inside, sample_points, track, warp, warp_points
 from dfdb.objective import affine_residual
 from dfdb.restorer import gaussian_average, long_range, long_reach, neighbour_beta, offsets
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
@@ -118,6 +118,14 @@ def test_point_samples_are_the_dense_warp_at_those_points():
     for j in range(2):
         full = warp(frames.index_select(0, nb[:, j]), motion.dense(slice(None), j))
         torch.testing.assert_close(sparse[:, j], full[ti, :, py, px], atol=1e-5, rtol=0)
+
+
+def test_inside_looks_at_the_border_only_and_agrees_with_the_dense_flow():
+    g = torch.Generator().manual_seed(1)
+    for amplitude in (0.0, 2.5, 40.0):  # still, a border to check, most of the frame
+        motion = Motion((torch.rand(4, 2, 2, 6, 8, generator=g) - 0.5) * 2 * amplitude, (24, 32))
+        for j in range(2):
+            assert torch.equal(motion.inside(slice(1, 4), j), lands_inside(motion.dense(slice(1, 4), j)))
 
 
 def test_the_shipped_lipschitz_constant_bounds_the_measured_one():

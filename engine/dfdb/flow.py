@@ -13,6 +13,7 @@ that frame_t(x) ≈ frame_{t+k}(x + u(x)).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -258,6 +259,31 @@ class Motion:
         rows, cols = self.size
         planes = self.field.reshape(frames * offsets, 2, h, w)
         return sample_points(planes, t * offsets + j, (x + 0.5) * (w / cols) - 0.5, (y + 0.5) * (h / rows) - 0.5)
+
+    def inside(self, frames: slice, j: int) -> torch.Tensor:
+        """(n, H, W) bool: where the flows of ``frames`` to neighbour j take the pixel inside
+        the frame (:func:`lands_inside` of :meth:`dense`).
+
+        Bilinear upsampling never leaves the range of the coarse field, so only a border as
+        wide as the largest displacement can land outside: only its pixels are looked at
+        (:meth:`at`), unless it covers much of the frame.
+        """
+        rows, cols = self.size
+        reach = math.ceil(float(self.field[frames, j].abs().max())) if self.field[frames, j].numel() else 0
+        if 4 * reach >= min(rows, cols):
+            return lands_inside(self.dense(frames, j))
+        t = torch.arange(self.field.shape[0], device=self.field.device)[frames]
+        out = torch.ones(t.numel(), rows, cols, dtype=torch.bool, device=self.field.device)
+        if reach == 0:
+            return out
+        rim = torch.ones(rows, cols, dtype=torch.bool, device=out.device)
+        rim[reach:rows - reach, reach:cols - reach] = False
+        ys, xs = rim.nonzero(as_tuple=True)
+        x, y = xs.to(self.field.dtype).repeat(t.numel()), ys.to(self.field.dtype).repeat(t.numel())
+        u = self.at(t.repeat_interleave(ys.numel()), j, x, y)
+        tx, ty = x + u[:, 0], y + u[:, 1]
+        out[:, ys, xs] = ((tx >= 0) & (tx <= cols - 1) & (ty >= 0) & (ty <= rows - 1)).view(t.numel(), -1)
+        return out
 
     def frames(self, lo: int, hi: int) -> "Motion":
         """The flows of frames lo…hi − 1 only."""

@@ -26,7 +26,7 @@ from . import blotch
 from .allocator import release_freed_memory
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, lands_inside, luma, sample_points, track, warp
+from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
 from .objective import Problem, Weights, any_paired, pair_weights, residual
@@ -417,7 +417,7 @@ class Restorer:
         present = torch.empty(t, len(ks), 1, *size, dtype=torch.bool, device=dev)
         for b in frame_blocks(t, size, dev):
             for j in range(len(ks)):
-                present[b, j, 0] = lands_inside(motion.dense(b, j)) & there[b, j, 0]
+                present[b, j, 0] = motion.inside(b, j) & there[b, j, 0]
         return motion, torch.from_numpy(valid).to(dev), present, nb_t
 
     def _planes(self, ctx: list[_Frame]) -> torch.Tensor:
