@@ -556,8 +556,9 @@ class Restorer:
         out = []
         for i in core:
             f, j = ctx[i], i - lo
-            img = corrected[j].clamp(0, 1).permute(1, 2, 0)
-            img = f.image[..., : img.shape[-1]] + p.strength * (img.cpu().numpy() - f.image[..., : img.shape[-1]])
+            img = corrected[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            if p.strength < 1.0:
+                img = f.image[..., : img.shape[-1]] + p.strength * (img - f.image[..., : img.shape[-1]])
             if f.image.shape[-1] == 4:
                 img = np.concatenate([img, f.image[..., 3:]], axis=-1)
             mask = repaired[j, 0].float().cpu().numpy()
