@@ -72,6 +72,20 @@ def test_blotches_are_repaired(pan_old_film, pan_old_film_restored):
     assert precision > 0.6 and recall > 0.6, (precision, recall)
 
 
+def test_a_fit_at_half_resolution_repairs_at_full_resolution(pan_old_film, pan_old_film_restored):
+    clean, d = pan_old_film
+    outs = run(d.frames, work_scale=0.5)
+    out, found = images(outs), masks(outs)
+    assert found.shape == d.blotch_mask.shape
+    assert psnr(out, clean) > psnr(images(pan_old_film_restored), clean) - 1.0
+    inside = d.blotch_mask
+    assert np.abs(out - clean)[inside].mean() < 0.5 * np.abs(d.frames - clean)[inside].mean()
+    assert (found & inside).sum() / inside.sum() > 0.6
+    # Colour planes (per channel) are scaled for the fit as the lumas are.
+    colour = images(run(d.frames[:12], work_scale=0.5, per_channel=True))
+    assert psnr(colour, clean[:12]) > psnr(d.frames[:12], clean[:12]) + 3.0
+
+
 def test_blotches_at_the_ends_of_a_shot_are_repaired():
     """A shot's first and last frames have neighbours on one side only, and a blotch breaks
     the flow around itself: they must still be found, with the neighbours the shot has."""

@@ -118,6 +118,11 @@ def test_point_samples_are_the_dense_warp_at_those_points():
     for j in range(2):
         full = warp(frames.index_select(0, nb[:, j]), motion.dense(slice(None), j))
         torch.testing.assert_close(sparse[:, j], full[ti, :, py, px], atol=1e-5, rtol=0)
+    # Motion.along, the tracks' batched form of Motion.at: rows of points, one frame per row.
+    x, y = (torch.rand(3, 50, generator=g) * 1.4 - 0.2) * w, (torch.rand(3, 50, generator=g) * 1.4 - 0.2) * h
+    rows = torch.tensor([2, 0, 1])
+    at = motion.at(rows.repeat_interleave(50), 1, x.reshape(-1), y.reshape(-1)).view(3, 50, 2)
+    torch.testing.assert_close(motion.along(rows, 1, x, y), at, atol=1e-5, rtol=0)
 
 
 def test_inside_looks_at_the_border_only_and_agrees_with_the_dense_flow():

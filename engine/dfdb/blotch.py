@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .flow import Motion, fill, frame_blocks, warp
 from .objective import pair_weights
@@ -205,6 +206,14 @@ def warp_map(support: torch.Tensor, motion: Motion, valid: torch.Tensor, beta: t
     row, col, val = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     keep = ((col >= 0) & (val != 0)).nonzero().squeeze(1)
     return s_index, row.index_select(0, keep), col.index_select(0, keep).long(), val.index_select(0, keep)
+
+
+def resized(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bool mask (..., h, w) at ``size`` (H, W), each pixel from the nearest one."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    flat = mask.reshape(-1, 1, *mask.shape[-2:]).to(torch.uint8)
+    return F.interpolate(flat, size=tuple(size), mode="nearest").view(*mask.shape[:-2], *size).bool()
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:

@@ -71,6 +71,7 @@ def add_restore(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-flicker", dest="flicker", action="store_false", default=None, help="leave the flicker alone")
     g.add_argument("--no-blotches", dest="blotches", action="store_false", default=None, help="leave the blotches alone")
     g.add_argument("--iterations", type=int, help="FISTA iterations per chunk")
+    g.add_argument("--work-scale", type=float, help="resolution the flicker and blotches are found at, 0.25..1 of the frame's (fast: 0.5); repairs are always made at full resolution")
     g.add_argument("--chunk", type=int, help="frames solved together (default: from the frame size, 32 at 720p and above, up to 128 for small frames); lower it when memory runs out")
     g.add_argument("--autotune", action="store_true", default=None, help="tune the solver's steps on this clip first (slower)")
     g.add_argument("--device", choices=DEVICES, help="compute device (default: auto)")
@@ -93,7 +94,7 @@ def add_restore(subparsers: argparse._SubParsersAction) -> None:
 
 #: Params fields that ``dfdb restore`` exposes as flags (None when the flag is absent).
 _PARAM_FLAGS = ("window", "grid", "per_channel", "strength", "sensitivity", "motion", "flicker", "blotches",
-                "iterations", "chunk", "autotune", "device")
+                "iterations", "work_scale", "chunk", "autotune", "device")
 
 
 def run_restore(args: argparse.Namespace) -> int:

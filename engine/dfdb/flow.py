@@ -159,15 +159,20 @@ MIN_FLOW_WIDTH = 192
 @dataclass(frozen=True)
 class Flow:
     """A flow t→t+k as it is cached: the field (h, w, 2) float32 on the grid it was computed
-    on, in pixels of the frame (H, W), interpolated where it is invalid, and its validity at
-    the frame's resolution, packed to one bit per pixel (``np.packbits``)."""
+    on, in pixels of the frame, interpolated where it is invalid, and its validity on that
+    grid, packed to one bit per pixel (``np.packbits``)."""
 
     field: np.ndarray
     valid_bits: np.ndarray
 
     def validity(self, size: tuple[int, int]) -> np.ndarray:
-        """(H, W) bool: where the flow of a frame of ``size`` (H, W) passed its consistency check."""
-        return np.unpackbits(self.valid_bits, count=size[0] * size[1]).reshape(size).view(bool)
+        """(rows, cols) bool at ``size``: where the flow passed its consistency check, from the
+        nearest pixel of its grid (the frame's resolution, or the one a fit works at)."""
+        grid = self.field.shape[:2]
+        valid = np.unpackbits(self.valid_bits, count=grid[0] * grid[1]).reshape(grid)
+        if grid != tuple(size):
+            valid = cv2.resize(valid, size[::-1], interpolation=cv2.INTER_NEAREST)
+        return valid.view(bool)
 
 
 @dataclass
@@ -221,13 +226,11 @@ INTERPOLATION_CELL = 4
 def _cached(field: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> Flow:
     """The :class:`Flow` of ``field`` (h, w, 2) in pixels of its grid with validity ``valid``
     (h, w) bool there, for H×W frames (``size``): invalid flow interpolated on the field's
-    grid, then scaled to frame pixels; validity taken to the frame's resolution (nearest grid
-    pixel) and packed."""
+    grid, then scaled to frame pixels; validity packed."""
     h, w = field.shape[:2]
     factor = max(1, round(INTERPOLATION_CELL * w / size[1]))
-    full = valid if (h, w) == size else cv2.resize(valid.view(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST).view(bool)
     scale = np.array([size[1] / w, size[0] / h], np.float32)
-    return Flow(interpolate_invalid(field, valid, factor) * scale, np.packbits(full))
+    return Flow(interpolate_invalid(field, valid, factor) * scale, np.packbits(valid))
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,22 @@ class Motion:
         tx, ty = x + u[:, 0], y + u[:, 1]
         out[:, ys, xs] = ((tx >= 0) & (tx <= cols - 1) & (ty >= 0) & (ty <= rows - 1)).view(t.numel(), -1)
         return out
+
+    def along(self, frames: torch.Tensor, j: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(T, P, 2) px: the flow of frame ``frames[i]`` (T,) to neighbour j at the P points
+        (x[i], y[i]) of row i, each (T, P): what :meth:`at` gives, for points that come a row
+        per frame (tracks), by one batched ``grid_sample`` (several times faster than gathers)."""
+        rows, cols = self.size
+        grid = torch.stack([(x + 0.5) * (2.0 / cols) - 1.0, (y + 0.5) * (2.0 / rows) - 1.0], -1).unsqueeze(1)
+        out = F.grid_sample(self.field[frames, j], grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out[:, :, 0].transpose(1, 2)
+
+    def resized(self, size: tuple[int, int]) -> "Motion":
+        """The same flows for the frames scaled to ``size`` (H, W): displacements in its pixels."""
+        if tuple(size) == self.size:
+            return self
+        scale = self.field.new_tensor([size[1] / self.size[1], size[0] / self.size[0]]).view(2, 1, 1)
+        return Motion(self.field * scale, tuple(size))
 
     def frames(self, lo: int, hi: int) -> "Motion":
         """The flows of frames lo…hi − 1 only."""
@@ -431,9 +450,9 @@ def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor,
             here = frames + step * (s - 1)
             there = here + step
             in_clip = ((there >= 0) & (there < t)).unsqueeze(1)
-            here = here.clamp(0, t - 1).unsqueeze(1).expand_as(x)
-            alive = alive & in_clip & ok[here, y.round().long().clamp(0, h - 1), x.round().long().clamp(0, w - 1)]
-            u = motion.at(here.reshape(-1), j, x.reshape(-1), y.reshape(-1)).view(t, -1, 2)
+            here = here.clamp(0, t - 1)
+            alive = alive & in_clip & ok[here.unsqueeze(1), y.round().long().clamp(0, h - 1), x.round().long().clamp(0, w - 1)]
+            u = motion.along(here, j, x, y)
             x, y = x + u[..., 0], y + u[..., 1]
             alive = alive & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
             if s % every == 0:

@@ -12,8 +12,9 @@ from typing import Any, Mapping
 from .errors import ParamError
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # W = 3, few iterations, coarse flow: for previews and long timelapses.
-    "fast": dict(window=3, iterations=6, flow_preset="ultrafast", flow_scale=0.5, second_pass=False),
+    # W = 3, few iterations, coarse flow, the fit at half resolution: for previews and long
+    # timelapses.
+    "fast": dict(window=3, iterations=6, flow_preset="ultrafast", flow_scale=0.5, second_pass=False, work_scale=0.5),
     # The default: W = 5, the paper's window.
     "balanced": dict(window=5, iterations=12, flow_preset="fast", flow_scale=0.5, second_pass=False),
     # W = 5 with full-resolution flow recomputed on the first restored pass.
@@ -45,6 +46,7 @@ class Params:
     flow_preset: str = "fast"
     flow_scale: float = 0.5
     second_pass: bool = False
+    work_scale: float = 1.0  # resolution of the fit (corrections, blotch layer) relative to the frame's
     chunk: int | None = None  # frames solved together; None: from the frame size (restorer.chunk_frames)
     autotune: bool = False
     device: str = "auto"
@@ -106,6 +108,7 @@ def _validate(p: Params) -> None:
     _check(isinstance(p.iterations, int) and 1 <= p.iterations <= 500, f"iterations must be in 1..500, got {p.iterations!r}")
     _check(p.flow_preset in FLOW_PRESETS, f"flow_preset must be one of {', '.join(FLOW_PRESETS)}, got {p.flow_preset!r}")
     _check(0.1 <= p.flow_scale <= 1.0, f"flow_scale must be in [0.1, 1], got {p.flow_scale!r}")
+    _check(0.25 <= p.work_scale <= 1.0, f"work_scale must be in [0.25, 1], got {p.work_scale!r}")
     _check(p.chunk is None or (isinstance(p.chunk, int) and 4 <= p.chunk <= 4096),
            f"chunk must be in 4..4096 frames, got {p.chunk!r}")
     _check(p.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {p.device!r}")

@@ -118,6 +118,15 @@ def chunk_frames(chunk: int | None, size: tuple[int, int]) -> int:
     return max(lo, min(hi, CHUNK_PIXELS // (size[0] * size[1])))
 
 
+def work_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(rows, cols) that the fit of frames of ``size`` (H, W) works at, for ``work_scale``
+    ``scale``: the corrections and the blotch layer are found there, the repairs are made at
+    full resolution."""
+    if scale >= 1.0:
+        return size
+    return max(8, round(size[0] * scale)), max(8, round(size[1] * scale))
+
+
 def long_reach(radius: int) -> tuple[int, int]:
     """L, the frames the long-range term follows on each side, 6r, and the step between the
     frames it compares, 2r: offsets ±2r, ±4r, ±6r (±4, ±8, ±12 for W = 5).
@@ -192,17 +201,19 @@ def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.T
     return out
 
 
-def unexplained(lumas: Sequence[np.ndarray], frames: range) -> np.ndarray:
+def unexplained(lumas: Sequence[np.ndarray], frames: range, scale: float = 1.0) -> np.ndarray:
     """(T, 1, H, W) bool: pixels of each input luma (T × (H, W) float32, one shot) of ``frames``
-    that no motion of up to :data:`UNEXPLAINED_RADIUS` px brings from the adjacent frames
-    (:func:`flow.impulses` against frames t−1 and t+1; at the shot's ends, against the two
-    next frames on the side there is); false on the other frames.
+    that no motion of up to :data:`UNEXPLAINED_RADIUS` frame px brings from the adjacent
+    frames (:func:`flow.impulses` against frames t−1 and t+1; at the shot's ends, against the
+    two next frames on the side there is); false on the other frames. The lumas are at
+    ``scale`` of the frame's resolution.
 
     A motion-free test on the frames as they came in (locally brightness-matched): it does not
     depend on the flow or on the flicker fit, whose errors can make a pixel of a moving object
     look impulsive along its motion.
     """
     t = len(lumas)
+    radius = max(1, round(UNEXPLAINED_RADIUS * scale))
     out = np.zeros((t, 1, *lumas[0].shape), bool)
     for i in frames:
         out[i, 0] = True
@@ -211,7 +222,7 @@ def unexplained(lumas: Sequence[np.ndarray], frames: range) -> np.ndarray:
         # impulsive against the next frame alone.
         nearest = sorted((k for k in (i - 1, i + 1, i - 2, i + 2) if 0 <= k < t), key=lambda k: abs(k - i))
         for k in nearest[:2]:
-            out[i, 0] &= impulses(lumas[i], lumas[k], UNEXPLAINED_RADIUS)
+            out[i, 0] &= impulses(lumas[i], lumas[k], radius, scale=scale)
     return out
 
 
@@ -379,24 +390,24 @@ class Restorer:
             cache[(a, b)], cache[(b, a)] = self._flow.match(la, lb, distance)
         return cache[(a, b)]
 
-    def _neighbours(self, ctx: list[_Frame], lumas: list[np.ndarray] | None = None
+    def _neighbours(self, ctx: list[_Frame], size: tuple[int, int], lumas: list[np.ndarray] | None = None
                     ) -> tuple[Motion, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flows (:class:`~dfdb.flow.Motion`), validity and presence (T, J, 1, H, W) bool and
-        indices nb (T, J), on the device.
+        indices nb (T, J), on the device, for the frames at ``size`` (H, W): the fit's.
 
         A neighbour is present where it is in the context and the flow (valid or interpolated)
         lands inside it; outside the context it is neither (its nb is the frame itself, its
         flow 0). Flows come from the clip's cache or, for ``lumas`` (the second pass's restored
         lumas), are matched anew.
         """
-        t, size = len(ctx), ctx[0].image.shape[:2]
+        t, frame = len(ctx), ctx[0].image.shape[:2]
         ks = offsets(self.params.radius)
         if lumas is None:
             keys, lumas, cache = [f.key for f in ctx], [f.luma for f in ctx], self._flows
         else:
             keys, cache = list(range(t)), {}
         # Without motion every flow is 0: a constant field, held on a 1×1 grid.
-        grid = self._flow.size(size) if self.params.motion else (1, 1)
+        grid = self._flow.size(frame) if self.params.motion else (1, 1)
         field = np.zeros((t, len(ks), *grid, 2), np.float32)
         valid = np.zeros((t, len(ks), 1, *size), bool)
         nb = np.tile(np.arange(t)[:, None], (1, len(ks)))
@@ -411,7 +422,7 @@ class Restorer:
                     flow = self._pair_flow(keys[i], keys[i + k], lumas[i], lumas[i + k], k, cache)
                     field[i, j], valid[i, j, 0] = flow.field, flow.validity(size)
         dev = self.device
-        motion = Motion(torch.from_numpy(field).to(dev).permute(0, 1, 4, 2, 3).contiguous(), size)
+        motion = Motion(torch.from_numpy(field).to(dev).permute(0, 1, 4, 2, 3).contiguous(), frame).resized(size)
         nb_t = torch.from_numpy(nb).to(dev)
         there = in_shot(nb_t).view(t, -1, 1, 1, 1)
         present = torch.empty(t, len(ks), 1, *size, dtype=torch.bool, device=dev)
@@ -420,17 +431,25 @@ class Restorer:
                 present[b, j, 0] = motion.inside(b, j) & there[b, j, 0]
         return motion, torch.from_numpy(valid).to(dev), present, nb_t
 
-    def _planes(self, ctx: list[_Frame]) -> torch.Tensor:
+    def _planes(self, ctx: list[_Frame], lumas: list[np.ndarray]) -> torch.Tensor:
         """(T, K, H, W) planes the corrections act on: every colour channel (``per_channel``,
-        or one-channel frames), else the lumas the frames were buffered with, stacked frame by
-        frame: the chunk's colour is never on the device while it is fitted (at 720p, 84
+        or one-channel frames), else the frames' ``lumas`` (at the fit's size), stacked frame
+        by frame: the chunk's colour is never on the device while it is fitted (at 720p, 84
         frames, that was 0.9 GB and as much again for the weighted sum's temporary)."""
+        size = lumas[0].shape
         if self.params.per_channel or ctx[0].image.shape[-1] == 1:
-            return self._colour(ctx)
-        planes = torch.empty(len(ctx), 1, *ctx[0].luma.shape, device=self.device)
-        for i, f in enumerate(ctx):
-            planes[i, 0].copy_(torch.from_numpy(f.luma))
+            return self._colour(ctx, size)
+        planes = torch.empty(len(ctx), 1, *size, device=self.device)
+        for i, y in enumerate(lumas):
+            planes[i, 0].copy_(torch.from_numpy(y))
         return planes
+
+    @staticmethod
+    def _lumas(ctx: list[_Frame], size: tuple[int, int]) -> list[np.ndarray]:
+        """The frames' lumas at ``size`` (H, W), area-averaged where it is smaller."""
+        if ctx[0].luma.shape == tuple(size):
+            return [f.luma for f in ctx]
+        return [cv2.resize(f.luma, size[::-1], interpolation=cv2.INTER_AREA) for f in ctx]
 
     def _solve(self, ctx: list[_Frame], core: range, lumas: list[np.ndarray] | None = None) -> list[RestoredFrame]:
         """Restore the frames ``core`` of the context ``ctx`` (one shot); ``lumas``: the second
@@ -438,20 +457,27 @@ class Restorer:
 
         The colour frames are stacked for the result only, after the fit (whose working set is
         the peak of the engine's), and only those of the core and its r neighbours."""
-        motion, valid, present, nb = self._neighbours(ctx, lumas)
-        g, hf, repaired = self._fit(self._planes(ctx), [f.luma for f in ctx], motion, valid, present, nb, core)
+        size = work_size(ctx[0].image.shape[:2], self.params.work_scale)
+        motion, valid, present, nb = self._neighbours(ctx, size, lumas)
+        inputs = self._lumas(ctx, size)
+        g, hf, repaired = self._fit(self._planes(ctx, inputs), inputs, motion, valid, present, nb, core)
         # Repairs take the valid neighbours, or the present ones where none is valid (in place:
         # the presence mask is not needed any more).
         usable = present.logical_and_(~blotch.any_of(valid).unsqueeze(1)).logical_or_(valid)
         del valid, present
         return self._finish(ctx, core, g, hf, repaired, motion, usable, nb, lumas)
 
-    def _colour(self, ctx: list[_Frame]) -> torch.Tensor:
-        """The context's colour channels (T, 3|1, H, W) on the device (alpha left out)."""
+    def _colour(self, ctx: list[_Frame], size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The context's colour channels (T, 3|1, H, W) on the device (alpha left out), at
+        ``size`` (area-averaged) or the frames' own."""
         t, (h, w, c) = len(ctx), ctx[0].image.shape
-        colour = torch.empty(t, min(c, 3), h, w, device=self.device)
+        size = size or (h, w)
+        colour = torch.empty(t, min(c, 3), *size, device=self.device)
         for i, f in enumerate(ctx):
-            colour[i].copy_(torch.from_numpy(f.image[..., :3]).permute(2, 0, 1))
+            image = f.image[..., :3]
+            if size != (h, w):
+                image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA).reshape(*size, -1)
+            colour[i].copy_(torch.from_numpy(image).permute(2, 0, 1))
         return colour
 
     def _fit(self, y: torch.Tensor, lumas: list[np.ndarray], motion: Motion, valid: torch.Tensor,
@@ -460,7 +486,8 @@ class Restorer:
         """Fit the chunk: corrections g, h (T, K, Gy, Gx), None when neither flicker nor blotches
         are asked for, and the repaired blotch support (T, 1, H, W) bool.
 
-        y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)); motion, valid, present,
+        y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)), both at the fit's size
+        (:func:`work_size`); motion, valid, present,
         nb from :meth:`_neighbours`; core: the frames restored. The blotch layer lives on the
         core and the r frames on each side, whose blotches enter the core's residuals and
         repairs; the rest of the context serves the corrections only.
@@ -488,7 +515,7 @@ class Restorer:
             near = range(max(core.start - p.radius, 0), min(core.stop + p.radius, t))
             support = candidate_support(y, motion, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
                                         slice(near.start, near.stop))
-            support &= torch.from_numpy(unexplained(lumas, near)).to(dev)
+            support &= torch.from_numpy(unexplained(lumas, near, p.work_scale)).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
             problem = self._problem(y, valid, nb, motion, lam, support, far)
         schedule = self._schedule_for(problem)
@@ -547,8 +574,10 @@ class Restorer:
         for b in frame_blocks(t, (hh, ww), colour.device):  # the temporaries stay in the cache
             corrected[b] = restore(colour[b], gain[b], offset[b])
         cidx = torch.arange(core.start - lo, core.stop - lo, device=colour.device)
-        # Frame indices within the span: the core's neighbours all lie in it.
-        repaired, motion, usable, nb = repaired[lo:hi], motion.frames(lo, hi), usable[lo:hi], nb[lo:hi] - lo
+        # Frame indices within the span: the core's neighbours all lie in it. The support and
+        # flows of a fit at a lower resolution are brought to the frame's.
+        repaired, usable = blotch.resized(repaired[lo:hi], (hh, ww)), usable[lo:hi]
+        motion, nb = motion.frames(lo, hi).resized((hh, ww)), nb[lo:hi] - lo
         corrected = self._repair(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
         if p.second_pass and lumas is None and g is not None:
             restored_luma = luma(corrected.permute(0, 2, 3, 1)).clamp(0, 1).cpu().numpy()
@@ -556,7 +585,7 @@ class Restorer:
         out = []
         for i in core:
             f, j = ctx[i], i - lo
-            img = corrected[j].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            img = corrected[j].clamp(0, 1).permute(1, 2, 0).contiguous().cpu().numpy()
             if p.strength < 1.0:
                 img = f.image[..., : img.shape[-1]] + p.strength * (img - f.image[..., : img.shape[-1]])
             if f.image.shape[-1] == 4:
@@ -570,9 +599,10 @@ class Restorer:
     def _repair(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
         """Replace blotch-support pixels of ``frames`` by the motion-compensated neighbours' average.
 
-        Neighbour k contributes where it is usable (T, J, 1, H, W) and its own pixel is not
-        repaired; pixels no neighbour can fill get a spatial fill. Shapes as in :meth:`_solve`.
-        ``corrected`` is repaired in place and returned.
+        Neighbour k contributes where it is usable (T, J, 1, h, w: at the fit's size, read at
+        the nearest pixel) and its own pixel is not repaired; pixels no neighbour can fill get
+        a spatial fill. Shapes as in :meth:`_solve`. ``corrected`` is repaired in place and
+        returned.
         """
         sel = torch.zeros_like(repaired)
         sel[frames] = repaired[frames]
@@ -580,6 +610,7 @@ class Restorer:
         if pts.numel() == 0:
             return corrected
         ti, yi, xi = pts[:, 0], pts[:, 2], pts[:, 3]
+        uy, ux = yi * usable.shape[-2] // repaired.shape[-2], xi * usable.shape[-1] // repaired.shape[-1]
         ks = offsets(self.params.radius)
         beta = NEIGHBOUR_WEIGHTS[self.params.radius]
         num = corrected.new_zeros(len(ti), corrected.shape[1])
@@ -590,7 +621,7 @@ class Restorer:
             u = motion.at(ti, j, xf, yf)
             px, py = xf + u[:, 0], yf + u[:, 1]
             blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
-            ok = (usable[ti, j, 0, yi, xi] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
+            ok = (usable[ti, j, 0, uy, ux] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
             value = restore(sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
             num += ok * value
             den += ok
