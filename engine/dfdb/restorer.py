@@ -10,7 +10,9 @@ between chunks so that every pair of frames is matched once.
 Per chunk: flow to the neighbours → temporal weights and warped neighbours at the sample
 points, the long-range term's tracks → FISTA on (g, h) alone (robust Huber data terms) → noise
 level and the allowed blotch support → FISTA on (g, h, S) → debiased blotch repair → restored
-frames.
+frames. The fit may work at a fraction of the frames' resolution (``params.work_scale``, the
+``fast`` preset's half): its planes, flows and masks are taken to that size, and the blotch
+support and flows brought back to the frames' for the repairs.
 """
 from __future__ import annotations
 
@@ -484,7 +486,7 @@ class Restorer:
              present: torch.Tensor, nb: torch.Tensor, core: range
              ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Fit the chunk: corrections g, h (T, K, Gy, Gx), None when neither flicker nor blotches
-        are asked for, and the repaired blotch support (T, 1, H, W) bool.
+        are asked for, and the repaired blotch support (T, 1, H, W) bool at the fit's size.
 
         y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)), both at the fit's size
         (:func:`work_size`); motion, valid, present,
