@@ -28,7 +28,7 @@ def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = N
     present = torch.tensor([[0 <= i + k < t for k in ks] for i in range(t)]).view(t, len(ks), 1, 1, 1)
     valid = present.expand(t, len(ks), 1, h, w)
     motion = Motion(torch.zeros(t, len(ks), 2, h, w), (h, w))
-    far = long_range(y, motion, valid, *reach) if reach else None
+    far = long_range(y, motion, *reach) if reach else None
     lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
     return assemble(y, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(t, 6.0, y.device),
                     support, far)
@@ -73,28 +73,30 @@ def test_the_long_range_term_removes_the_slow_flicker_the_window_leaves():
     assert spread[long_reach(2)] < 0.3 and spread[long_reach(2)] < 0.7 * spread[None], spread
 
 
-def test_tracks_follow_chained_flows_and_die_where_one_fails():
+def test_tracks_follow_chained_flows_and_die_where_they_leave_the_frame_or_the_clip():
     t, h, w = 6, 10, 12
     motion = Motion(torch.zeros(t, 2, 2, h, w), (h, w))  # neighbour 0: t − 1, neighbour 1: t + 1
     motion.field[:, 1, 0] = 1.0  # everything moves 1 px right per frame
     motion.field[:, 0, 0] = -1.0
-    ok = torch.ones(t, h, w, dtype=torch.bool)
-    broken = ok.clone()
-    broken[3, :, 5:] = False  # frame 3's flow to frame 4 fails on the right half
-    nb, pos, alive = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([2]), 2)
+    motion.field[3, 1, 0, :, 5:] = 3.0  # frame 3's flow to frame 4 is faster on its right half
+    nb, pos, alive = track(motion, 1, 0, torch.tensor([4]), torch.tensor([2]), 2)
     assert nb.tolist()[2] == [0, 1, 3, 4]  # offsets −2, −1, +1, +2 of frame 2
     np.testing.assert_allclose(pos[2, :, 0].numpy(), [[0, 4], [1, 4], [3, 4], [4, 4]], atol=1e-6)
     assert alive[2, :, 0].tolist() == [True, True, True, True]
     # Reported every second frame: the same tracks at offsets −2 and +2 only.
-    nb2, pos2, alive2 = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([2]), 2, every=2)
+    nb2, pos2, alive2 = track(motion, 1, 0, torch.tensor([4]), torch.tensor([2]), 2, every=2)
     assert nb2.tolist()[2] == [0, 4]
     np.testing.assert_allclose(pos2[2, :, 0].numpy(), [[0, 4], [4, 4]], atol=1e-6)
     assert torch.equal(alive2, alive[:, [0, 3]])
-    # From frame 2 the track reaches x = 4 in frame 4 through frame 3's flow at x = 3: fine.
-    # From frame 3 at x = 5 it takes the failed flow at once, and frame 5 is past the clip end.
-    _, _, alive3 = track(motion, 1, 0, broken, ok, torch.tensor([4]), torch.tensor([5]), 2)
+    # From frame 3 at x = 9 the fast flow takes the track to x = 12, past the frame's last
+    # column (11): dead from there on. From frame 5 the frames after are past the clip's end.
+    _, pos3, alive3 = track(motion, 1, 0, torch.tensor([4]), torch.tensor([9]), 2)
     assert alive3[3, :, 0].tolist() == [True, True, False, False]
     assert alive3[5, :, 0].tolist() == [True, True, False, False]
+    # From frame 2 at x = 5 it takes the fast flow one frame later: x = 6, then 9 in frame 4.
+    _, pos4, alive4 = track(motion, 1, 0, torch.tensor([4]), torch.tensor([5]), 2)
+    np.testing.assert_allclose(pos4[2, 2:, 0].numpy(), [[6, 4], [9, 4]], atol=1e-6)
+    assert alive4[2, :, 0].all()
 
 
 def test_point_samples_are_the_dense_warp_at_those_points():

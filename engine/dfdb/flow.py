@@ -423,17 +423,21 @@ def warp_points(planes: torch.Tensor, motion: Motion, nb: torch.Tensor, t: torch
     return torch.stack(out, 1)
 
 
-def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor, ok_backward: torch.Tensor,
-          ys: torch.Tensor, xs: torch.Tensor, reach: int, every: int = 1
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def track(motion: Motion, forward: int, backward: int, ys: torch.Tensor, xs: torch.Tensor, reach: int,
+          every: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Follow points (ys, xs) (P,) of every frame through the ``reach`` frames on each side,
     and report them in every ``every``-th of those frames.
 
     motion: the chunk's flows, whose neighbours ``forward`` and ``backward`` are frames t+1
-    and t−1; ok_forward, ok_backward: (T, H, W) bool, the validity of those flows. Chaining
-    flows of consecutive frames reaches frames that a direct match would not (too much
-    motion, too much changed); a track dies where a flow it takes is not valid or it leaves
-    the frame. Returns, for the offsets m = ±every, ±2·every, … ±reach (the M axis, ordered
+    and t−1. Chaining flows of consecutive frames reaches frames that a direct match would
+    not (too much motion, too much changed). A track goes on through flow that failed its
+    consistency check (there the flow is interpolated from the valid flow around) and dies
+    only where it leaves the frame or the clip: on real footage a quarter to a half of the
+    flow fails the check, and tracks that died there left the long-range term with an eighth
+    of its points at ±12 frames on bikes (640×272); going through gained 0.2–0.4 dB on four
+    benchmark cases, lost 0.13 on bigbuckbunny, and about 0 on two, with the same Huber
+    robustness against what an occlusion brings. Returns, for the offsets m = ±every,
+    ±2·every, … ±reach (the M axis, ordered
     from −reach to +reach; ``reach`` a multiple of ``every``): the frame t + m
     (T, M) long (t itself where it is outside the clip), the positions (T, M, P, 2) px as
     (x, y), and whether the track is alive (T, M, P) bool.
@@ -442,7 +446,7 @@ def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor,
     dev = motion.field.device
     frames = torch.arange(t, device=dev)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for step, j, ok in ((-1, backward, ok_backward), (1, forward, ok_forward)):
+    for step, j in ((-1, backward), (1, forward)):
         x, y = xs.to(motion.field.dtype).expand(t, -1), ys.to(motion.field.dtype).expand(t, -1)
         alive = torch.ones(t, xs.numel(), dtype=torch.bool, device=dev)
         side = []
@@ -450,9 +454,8 @@ def track(motion: Motion, forward: int, backward: int, ok_forward: torch.Tensor,
             here = frames + step * (s - 1)
             there = here + step
             in_clip = ((there >= 0) & (there < t)).unsqueeze(1)
-            here = here.clamp(0, t - 1)
-            alive = alive & in_clip & ok[here.unsqueeze(1), y.round().long().clamp(0, h - 1), x.round().long().clamp(0, w - 1)]
-            u = motion.along(here, j, x, y)
+            alive = alive & in_clip
+            u = motion.along(here.clamp(0, t - 1), j, x, y)
             x, y = x + u[..., 0], y + u[..., 1]
             alive = alive & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
             if s % every == 0:

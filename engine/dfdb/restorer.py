@@ -228,11 +228,11 @@ def unexplained(lumas: Sequence[np.ndarray], frames: range, scale: float = 1.0) 
     return out
 
 
-def long_range(y: torch.Tensor, motion: Motion, valid: torch.Tensor, reach: int, every: int
+def long_range(y: torch.Tensor, motion: Motion, reach: int, every: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The long-range term's neighbours at the lattice points (see :func:`problem.assemble`).
 
-    y (T, K, H, W), motion and valid (T, J, 1, H, W) as in :meth:`Restorer._fit`.
+    y (T, K, H, W) and motion as in :meth:`Restorer._fit`.
     The lattice points are followed ``reach`` frames each way along the flows to the adjacent
     frames (:func:`flow.track`) and compared with every ``every``-th frame, m = i·every for
     i = ±1…±n, n = reach / every; pair i weighs n + 1 − |i| (3, 2, 1 for the shipped reach: a
@@ -241,10 +241,9 @@ def long_range(y: torch.Tensor, motion: Motion, valid: torch.Tensor, reach: int,
     nb (T, M), the tracked values (T, P, M, K) and the weights (T, P, M), M = 2·reach / every.
     """
     t, k, h, w = y.shape
-    ks = offsets(valid.shape[1] // 2)
-    fwd, bwd = ks.index(1), ks.index(-1)
+    ks = offsets(motion.field.shape[1] // 2)
     ly, lx = lattice_points((h, w), y.device)
-    nb, pos, alive = track(motion, fwd, bwd, valid[:, fwd, 0], valid[:, bwd, 0], ly, lx, reach, every)
+    nb, pos, alive = track(motion, ks.index(1), ks.index(-1), ly, lx, reach, every)
     frame = nb.unsqueeze(2).expand(alive.shape).reshape(-1)
     values = sample_points(y, frame, pos[..., 0].reshape(-1), pos[..., 1].reshape(-1)).view(*alive.shape, k)
     n = reach // every
@@ -501,7 +500,7 @@ class Restorer:
         if not p.flicker and not p.blotches:
             return None, None, none
         # The long-range term acts on the corrections only: without flicker they are identity.
-        far = long_range(y, motion, valid, *long_reach(p.radius)) if p.flicker and p.lambda_l > 0 and p.motion else None
+        far = long_range(y, motion, *long_reach(p.radius)) if p.flicker and p.lambda_l > 0 and p.motion else None
         lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
                       delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
