@@ -28,7 +28,7 @@ def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = N
     present = torch.tensor([[0 <= i + k < t for k in ks] for i in range(t)]).view(t, len(ks), 1, 1, 1)
     valid = present.expand(t, len(ks), 1, h, w)
     motion = Motion(torch.zeros(t, len(ks), 2, h, w), (h, w))
-    far = long_range(y, motion, *reach) if reach else None
+    far = long_range(y, motion, *reach).term(support) if reach else None
     lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
     return assemble(y, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(t, 6.0, y.device),
                     support, far)
@@ -97,6 +97,20 @@ def test_tracks_follow_chained_flows_and_die_where_they_leave_the_frame_or_the_c
     _, pos4, alive4 = track(motion, 1, 0, torch.tensor([4]), torch.tensor([5]), 2)
     np.testing.assert_allclose(pos4[2, 2:, 0].numpy(), [[6, 4], [9, 4]], atol=1e-6)
     assert alive4[2, :, 0].all()
+
+
+def test_a_pair_tracked_onto_a_blotch_is_dropped_with_its_mirror():
+    t, h, w = 10, 24, 32  # a still camera: every pixel is a lattice point (P = H·W)
+    tracks = long_range(torch.rand(t, 1, h, w), Motion(torch.zeros(t, 4, 2, h, w), (h, w)), 4, 2)
+    point = 10 * w + 12
+    support = torch.zeros(t, 1, h, w, dtype=torch.bool)
+    support[7, 0, 10, 12] = True  # frame 7 has a blotch where frame 5's point is tracked to
+    _, _, plain = tracks.term()
+    _, _, dropped = tracks.term(support)
+    # Offsets −4, −2, +2, +4 weigh 1, 2, 2, 1; +2 lands on the blotch, so ±2 go.
+    np.testing.assert_allclose(plain[5, point].numpy(), [1 / 6, 2 / 6, 2 / 6, 1 / 6], atol=1e-6)
+    np.testing.assert_allclose(dropped[5, point].numpy(), [0.5, 0.0, 0.0, 0.5], atol=1e-6)
+    assert torch.equal(dropped[4], plain[4]) and torch.equal(dropped[5, point + 1], plain[5, point + 1])
 
 
 def test_point_samples_are_the_dense_warp_at_those_points():

@@ -228,17 +228,41 @@ def unexplained(lumas: Sequence[np.ndarray], frames: range, scale: float = 1.0) 
     return out
 
 
-def long_range(y: torch.Tensor, motion: Motion, reach: int, every: int
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class Tracks:
+    """The long-range term's neighbours of the lattice points (:func:`long_range`): frames nb
+    (T, M), tracked positions (T, M, P, 2) px as (x, y), alive (T, M, P) bool, the planes'
+    values there (T, P, M, K), and the weight of each offset beta (M,)."""
+
+    nb: torch.Tensor
+    pos: torch.Tensor
+    alive: torch.Tensor
+    values: torch.Tensor
+    beta: torch.Tensor
+
+    def term(self, support: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(nb (T, M), values (T, P, M, K), weights (T, P, M)) for :func:`problem.assemble`: the
+        pairs alive on both sides, renormalised. With the blotch layer's ``support`` (T, 1, H, W)
+        bool, a pair whose point lands on it in its frame is dropped with its mirror: a value
+        tracked onto a blotch is not the scene's."""
+        alive = self.alive
+        if support is not None:
+            h, w = support.shape[-2:]
+            x = self.pos[..., 0].round().long().clamp(0, w - 1)
+            y = self.pos[..., 1].round().long().clamp(0, h - 1)
+            alive = alive & ~support[self.nb.unsqueeze(2).expand_as(alive), 0, y, x]
+        return self.nb, self.values, pair_weights(alive, self.beta).transpose(1, 2)
+
+
+def long_range(y: torch.Tensor, motion: Motion, reach: int, every: int) -> Tracks:
     """The long-range term's neighbours at the lattice points (see :func:`problem.assemble`).
 
     y (T, K, H, W) and motion as in :meth:`Restorer._fit`.
     The lattice points are followed ``reach`` frames each way along the flows to the adjacent
     frames (:func:`flow.track`) and compared with every ``every``-th frame, m = i·every for
-    i = ±1…±n, n = reach / every; pair i weighs n + 1 − |i| (3, 2, 1 for the shipped reach: a
-    chained track drifts, the nearer frames are the surer), renormalised over the pairs alive
-    on both sides. Returns
-    nb (T, M), the tracked values (T, P, M, K) and the weights (T, P, M), M = 2·reach / every.
+    i = ±1…±n, n = reach / every, M = 2n; pair i weighs n + 1 − |i| (3, 2, 1 for the shipped
+    reach: a chained track drifts, the nearer frames are the surer), renormalised over the
+    pairs alive on both sides (:meth:`Tracks.term`).
     """
     t, k, h, w = y.shape
     ks = offsets(motion.field.shape[1] // 2)
@@ -248,7 +272,7 @@ def long_range(y: torch.Tensor, motion: Motion, reach: int, every: int
     values = sample_points(y, frame, pos[..., 0].reshape(-1), pos[..., 1].reshape(-1)).view(*alive.shape, k)
     n = reach // every
     beta = torch.tensor([n + 1.0 - abs(i) for i in offsets(n)], device=y.device)
-    return nb, values.transpose(1, 2), pair_weights(alive, beta).transpose(1, 2)
+    return Tracks(nb, pos, alive, values.transpose(1, 2), beta)
 
 
 def gaussian_average(t: int, sigma: float, device: torch.device) -> torch.Tensor:
@@ -538,13 +562,15 @@ class Restorer:
 
     def _problem(self, y: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
                  lam: Weights, support: torch.Tensor | None = None,
-                 far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Problem:
+                 far: Tracks | None = None) -> Problem:
         """:func:`assemble` the chunk's problem (shapes as in :meth:`_fit`), with the temporal
-        weights derived from ``valid`` on the spot: they are not held between the two passes."""
+        weights derived from ``valid`` on the spot: they are not held between the two passes;
+        the long-range term's pairs leave out the tracks that land on the blotch ``support``."""
         p = self.params
         t = y.shape[0]
         return assemble(y, valid, neighbour_beta(p.radius, y.device), nb, motion, p.grid, lam,
-                        gaussian_average(t, GAUGE_SIGMA, y.device), support, far)
+                        gaussian_average(t, GAUGE_SIGMA, y.device), support,
+                        far.term(support) if far is not None else None)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
         """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""
