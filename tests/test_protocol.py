@@ -156,6 +156,7 @@ def test_a_good_request_parses_sorted_by_time():
     (dict(params={"grid": [1, "a"]}), "bad_param"), (dict(params={"grid": 3}), "bad_param"),
     (dict(params={"extra": {}}), "bad_param"), (dict(params=[1]), "bad_param"),
     (dict(params={"preset": [1]}), "bad_param"), (dict(params={"grid": [float("inf"), 1]}), "bad_param"),
+    (dict(params={"work_scale": True}), "bad_param"), (dict(params={"work_scale": 0.1}), "bad_param"),
     (dict(out={"shm": "/x", "offset": -1, "size": 1}), "bad_message"), (dict(out={"shm": "/x", "offset": 0, "size": 1, "stride": 0}), "bad_message"),
 ])
 def test_bad_requests_are_refused_with_their_code(kw, code):

@@ -100,7 +100,14 @@ def _check(cond: bool, message: str) -> None:
         raise ParamError(message)
 
 
+#: Fields that take a real number (a bool is not one, though Python compares it as 0 or 1).
+_REAL_FIELDS = ("strength", "sensitivity", "flow_scale", "work_scale", "lambda_r", "lambda_p", "lambda_l")
+
+
 def _validate(p: Params) -> None:
+    for name in _REAL_FIELDS:
+        value = getattr(p, name)
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{name} must be a number, got {value!r}")
     _check(isinstance(p.window, int) and p.window in (3, 5, 7, 9), f"window must be 3, 5, 7 or 9 frames, got {p.window!r}")
     _check(len(p.grid) == 2 and all(1 <= g <= 32 for g in p.grid), f"grid must be two integers in 1..32, got {p.grid!r}")
     _check(0.0 <= p.strength <= 1.0, f"strength must be in [0, 1], got {p.strength!r}")
