@@ -272,7 +272,8 @@ class Motion:
         (:meth:`at`), unless it covers much of the frame.
         """
         rows, cols = self.size
-        reach = math.ceil(float(self.field[frames, j].abs().max())) if self.field[frames, j].numel() else 0
+        coarse = self.field[frames, j]
+        reach = math.ceil(float(coarse.abs().max())) if coarse.numel() else 0
         if 4 * reach >= min(rows, cols):
             return lands_inside(self.dense(frames, j))
         t = torch.arange(self.field.shape[0], device=self.field.device)[frames]
@@ -284,8 +285,7 @@ class Motion:
         ys, xs = rim.nonzero(as_tuple=True)
         x, y = xs.to(self.field.dtype).repeat(t.numel()), ys.to(self.field.dtype).repeat(t.numel())
         u = self.at(t.repeat_interleave(ys.numel()), j, x, y)
-        tx, ty = x + u[:, 0], y + u[:, 1]
-        out[:, ys, xs] = ((tx >= 0) & (tx <= cols - 1) & (ty >= 0) & (ty <= rows - 1)).view(t.numel(), -1)
+        out[:, ys, xs] = within(x + u[:, 0], y + u[:, 1], self.size).view(t.numel(), -1)
         return out
 
     def along(self, frames: torch.Tensor, j: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -347,9 +347,13 @@ def consistent(forward: np.ndarray, backward: np.ndarray, tol: float = CONSISTEN
 def lands_inside(flow: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """(..., H, W) bool: x + flow(x) lies inside the frame, for a flow (..., H, W, 2) px
     (numpy or torch)."""
-    h, w = flow.shape[-3:-1]
-    tx, ty = targets(flow)
-    return (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return within(*targets(flow), flow.shape[-3:-1])
+
+
+def within(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, size: tuple[int, int]
+           ) -> np.ndarray | torch.Tensor:
+    """Bool of the shape of x and y (px): the point lies inside a frame of ``size`` (H, W)."""
+    return (x >= 0) & (x <= size[1] - 1) & (y >= 0) & (y <= size[0] - 1)
 
 
 #: Chains of elementwise operations on a chunk's planes run on blocks of frames of about
@@ -442,7 +446,7 @@ def track(motion: Motion, forward: int, backward: int, ys: torch.Tensor, xs: tor
     (T, M) long (t itself where it is outside the clip), the positions (T, M, P, 2) px as
     (x, y), and whether the track is alive (T, M, P) bool.
     """
-    t, (h, w) = motion.field.shape[0], motion.size
+    t = motion.field.shape[0]
     dev = motion.field.device
     frames = torch.arange(t, device=dev)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -457,7 +461,7 @@ def track(motion: Motion, forward: int, backward: int, ys: torch.Tensor, xs: tor
             alive = alive & in_clip
             u = motion.along(here.clamp(0, t - 1), j, x, y)
             x, y = x + u[..., 0], y + u[..., 1]
-            alive = alive & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+            alive = alive & within(x, y, motion.size)
             if s % every == 0:
                 side.append((torch.where(in_clip[:, 0], there, frames), torch.stack([x, y], -1), alive))
         found += side[::-1] if step < 0 else side  # offsets −reach … −every, then every … reach
