@@ -102,6 +102,24 @@ def test_blotches_at_the_ends_of_a_shot_are_repaired():
         assert left < 0.25, f"frame {t}: {left:.0%} of the blotch's error is left"
 
 
+def test_blotches_that_overlap_in_consecutive_frames_are_repaired():
+    """Where dirt is dense, a blotch of frame t+1 can cover the place of one of frame t: each
+    would explain the other as a neighbour's content. Both must be found and repaired."""
+    clean = make_scene("pan", 12, H, W, seed=5)
+    frames = degrade(clean, "flicker_only", seed=6).frames.copy()
+    spots = {4: (20, 30), 5: (23, 34), 8: (40, 60), 9: (43, 56)}
+    inside = np.zeros(frames.shape[:3], bool)
+    for t, (y, x) in spots.items():
+        inside[t, y:y + 12, x:x + 13] = True
+    frames[inside] = 0.04
+    outs = run(frames)
+    out, found = images(outs), masks(outs)
+    for t in spots:
+        left = np.abs(out[t] - clean[t])[inside[t]].mean() / np.abs(frames[t] - clean[t])[inside[t]].mean()
+        assert left < 0.25, f"frame {t}: {left:.0%} of the blotch's error is left"
+    assert (found & ~inside).sum() < 0.5 * inside.sum()
+
+
 def test_global_flicker_on_a_still_scene():
     clean = np.repeat(make_scene("static", 1, H, W, seed=3), 16, axis=0)
     gains = np.array([1.0, 0.85, 1.12, 0.9, 1.08, 0.95, 1.15, 0.88] * 2, np.float32)

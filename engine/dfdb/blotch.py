@@ -8,6 +8,8 @@ wider range where a blotch has broken the flow and the neighbours are reached by
 flow). This support constraint keeps the problem convex (it restricts S to a subspace), keeps
 edges of moving objects — which differ from some neighbours but not all, or not with one
 sign — out of the repair, and makes the blotch layer small enough to warp inside the solver.
+One neighbour may be let off where dirt is dense: where it has a spot of its own there (a
+blotch of the next frame that covers the place of this one's), it explains nothing.
 
 After the solve, only the :func:`solid` parts of the support are kept (a blotch is a patch,
 not a line or a speck), and the L1 estimate of S, which is shrunk, is *debiased* by replacing
@@ -34,7 +36,8 @@ WIDE_RADIUS = 3
 
 
 def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor, present_nb: torch.Tensor,
-               exists: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+               exists: torch.Tensor, threshold: float | torch.Tensor,
+               spotted_nb: Iterable[torch.Tensor] | None = None) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
 
     x0: (T, 1, H, W) flicker-corrected luma; x0_nb: its J neighbours warped onto frame t (each
@@ -42,13 +45,17 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
     iterable (a generator keeps one in memory at a time); valid_nb: (T, J, 1, H, W) bool, where
     the flow to the neighbour passed its consistency check; present_nb: same shape, where the
     neighbour exists and the flow (valid or interpolated) lands inside it; exists: (T, J)
-    bool, the neighbour is a frame of the shot; threshold: (T, 1, 1, 1) or a number. A pixel
-    qualifies in one of two ways:
+    bool, the neighbour is a frame of the shot; threshold: (T, 1, 1, 1) or a number;
+    spotted_nb: for each neighbour in the order of x0_nb, (T, 1, H, W) bool, where it has
+    content nearby that the frame beyond it does not explain (:func:`dfdb.restorer.unexplained`),
+    or None. A pixel qualifies in one of two ways:
 
     - at least two neighbours are valid and it is brighter than the brightest (or darker than
       the darkest) pixel of every valid neighbour's 3×3 window by more than ``threshold``
       (twice that when the valid neighbours all lie on one side in time). The 3×3 range
-      absorbs sub-pixel misregistration at edges;
+      absorbs sub-pixel misregistration at edges. Where three or more are valid, one that
+      it does not beat is forgiven if it is spotted there: two blotches of consecutive
+      frames that overlap would otherwise each explain the other;
     - the flow is not valid on both sides — a blotch breaks the flow around itself — but every
       neighbour of the shot (two at least) is present, and it beats every such neighbour's
       (2·:data:`WIDE_RADIUS` + 1)² window by ``threshold``: the wide window absorbs the error
@@ -63,19 +70,31 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
     narrow_threshold = one_sided(threshold, before, after)
     wide_threshold = one_sided(threshold, any_of(exists[:, :half]), any_of(exists[:, half:]))
     above, below = torch.ones_like(before), torch.ones_like(before)
+    forgiven_above, forgiven_below = torch.zeros_like(before, dtype=torch.uint8), torch.zeros_like(before, dtype=torch.uint8)
     wide = ~(before & after) & (exists.sum(1) >= 2)
     wide_above, wide_below = wide.clone(), wide
     count = torch.zeros_like(before, dtype=torch.uint8)  # valid neighbours
     blocks = frame_blocks(t, (h, w), x0.device)  # the window tests' temporaries stay in the cache
-    for valid, present, there, x_nb in zip(valid_nb.unbind(1), present_nb.unbind(1), exists.unbind(1), x0_nb,
-                                           strict=True):
+    spots = spotted_nb if spotted_nb is not None else (None for _ in range(valid_nb.shape[1]))
+    for valid, present, there, x_nb, spot in zip(valid_nb.unbind(1), present_nb.unbind(1), exists.unbind(1), x0_nb,
+                                                 spots, strict=True):
         count += valid
         for b in blocks:
             x, x_b, skip, absent = x0[b], x_nb[b], ~valid[b], ~there[b]
-            above[b] &= skip | (x - window_max(x_b, 1) > narrow_threshold[b])
-            below[b] &= skip | (window_min(x_b, 1) - x > narrow_threshold[b])
+            beats_above = skip | (x - window_max(x_b, 1) > narrow_threshold[b])
+            beats_below = skip | (window_min(x_b, 1) - x > narrow_threshold[b])
+            if spot is not None:
+                forgiven_above[b] += ~beats_above & spot[b]
+                forgiven_below[b] += ~beats_below & spot[b]
+                beats_above |= spot[b]
+                beats_below |= spot[b]
+            above[b] &= beats_above
+            below[b] &= beats_below
             wide_above[b] &= absent | (present[b] & (x - window_max(x_b, WIDE_RADIUS) > wide_threshold[b]))
             wide_below[b] &= absent | (present[b] & (window_min(x_b, WIDE_RADIUS) - x > wide_threshold[b]))
+    forgivable = (count >= 3).to(torch.uint8)
+    above &= forgiven_above <= forgivable
+    below &= forgiven_below <= forgivable
     return ((above | below) & (count >= 2)) | wide_above | wide_below
 
 

@@ -167,22 +167,25 @@ def neighbour_plane(y: torch.Tensor, motion: Motion, nb: torch.Tensor, frames: s
 
 def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, present: torch.Tensor,
                       nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor,
-                      frames: slice) -> torch.Tensor:
+                      frames: slice, spotted: torch.Tensor | None = None) -> torch.Tensor:
     """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx), on
     ``frames`` (empty elsewhere).
 
     y (T, K, H, W), motion, valid and present (T, J, 1, H, W), nb (T, J) as in
-    :meth:`Restorer._fit`; threshold (T,) intensity. The warped, corrected neighbour planes
-    are made one offset at a time (:func:`neighbour_plane`, :func:`corrected_luma`) and go to
-    :func:`blotch.candidates` as they come.
+    :meth:`Restorer._fit`; threshold (T,) intensity; spotted (2, T, H, W) bool from
+    :func:`unexplained`, or None. The warped, corrected neighbour planes are made one offset
+    at a time (:func:`neighbour_plane`, :func:`corrected_luma`) and go to
+    :func:`blotch.candidates` as they come, each with its spots on the side away from t.
     """
     x0 = corrected_luma(y[frames], g[frames], h[frames])
     around = nb[frames]
     x0_nb = (corrected_luma(neighbour_plane(y, motion, nb, frames, j), g[around[:, j]], h[around[:, j]])
              for j in range(nb.shape[1]))
     out = torch.zeros(y.shape[0], 1, *y.shape[2:], dtype=torch.bool, device=y.device)
+    ks = offsets(nb.shape[1] // 2)
+    spots = None if spotted is None else (spotted[int(k > 0)][around[:, j]].unsqueeze(1) for j, k in enumerate(ks))
     out[frames] = blotch.candidates(x0, x0_nb, valid[frames], present[frames], in_shot(around),
-                                    threshold[frames].view(-1, 1, 1, 1))
+                                    threshold[frames].view(-1, 1, 1, 1), spots)
     return out
 
 
@@ -203,29 +206,53 @@ def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.T
     return out
 
 
-def unexplained(lumas: Sequence[np.ndarray], frames: range, scale: float = 1.0) -> np.ndarray:
-    """(T, 1, H, W) bool: pixels of each input luma (T × (H, W) float32, one shot) of ``frames``
-    that no motion of up to :data:`UNEXPLAINED_RADIUS` frame px brings from the adjacent
-    frames (:func:`flow.impulses` against frames t−1 and t+1; at the shot's ends, against the
-    two next frames on the side there is); false on the other frames. The lumas are at
-    ``scale`` of the frame's resolution.
+def unexplained(lumas: Sequence[np.ndarray], frames: range, scale: float = 1.0, reach: int = 2
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The motion-free impulse test of the input lumas (T × (H, W) float32, one shot, at
+    ``scale`` of the frame's resolution): unexplained (T, 1, H, W) bool on ``frames``, and
+    spotted (2, T, H, W) bool on ``frames`` ± ``reach``; both false on the other frames.
 
-    A motion-free test on the frames as they came in (locally brightness-matched): it does not
-    depend on the flow or on the flicker fit, whose errors can make a pixel of a moving object
-    look impulsive along its motion.
+    A pixel is *impulsive* when no motion of up to :data:`UNEXPLAINED_RADIUS` frame px brings
+    it from frame t−1 nor from t+1 (:func:`flow.impulses`; at the shot's ends, from the two
+    next frames on the side there is): seen from one side only, a change that lasts a frame
+    (a clipped highlight, an occlusion that ends) looks impulsive against the next frame alone.
+    It is a motion-free test on the frames as they came in (locally brightness-matched): it
+    does not depend on the flow or on the flicker fit, whose errors can make a pixel of a
+    moving object look impulsive along its motion.
+
+    Where dirt is dense, a blotch of t+1 can lie where one of t is, and each explains the
+    other. ``spotted[0, t]`` marks the pixels of frame t near (within the radius of) content
+    that frame t−1 does not explain, ``spotted[1, t]`` the same against t+1: content that is
+    not there before (after) it. A pixel of t that t+1 explains only with content spotted
+    against t+2, and that neither t+2 nor t−1 explains, is unexplained too (and the same
+    the other way round): the overlap of two blotches, or a change that lasts two frames.
     """
     t = len(lumas)
     radius = max(1, round(UNEXPLAINED_RADIUS * scale))
+    found: dict[tuple[int, int], np.ndarray] = {}
+
+    def against(i: int, k: int) -> np.ndarray:
+        if (i, k) not in found:
+            found[(i, k)] = impulses(lumas[i], lumas[k], radius, scale=scale)
+        return found[(i, k)]
+
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    spotted = np.zeros((2, t, *lumas[0].shape), bool)
+    for i in range(max(frames.start - reach, 0), min(frames.stop + reach, t)):
+        for side, k in enumerate((i - 1, i + 1)):
+            if 0 <= k < t:
+                spotted[side, i] = cv2.dilate(against(i, k).astype(np.uint8), kernel) > 0
     out = np.zeros((t, 1, *lumas[0].shape), bool)
     for i in frames:
-        out[i, 0] = True
-        # The two nearest frames of the shot, t ∓ 1 where both exist. Seen from one side, a
-        # change that lasts one frame (a clipped highlight, an occlusion that ends) looks
-        # impulsive against the next frame alone.
         nearest = sorted((k for k in (i - 1, i + 1, i - 2, i + 2) if 0 <= k < t), key=lambda k: abs(k - i))
-        for k in nearest[:2]:
-            out[i, 0] &= impulses(lumas[i], lumas[k], radius, scale=scale)
-    return out
+        out[i, 0] = np.logical_and.reduce([against(i, k) for k in nearest[:2]])
+        if i < 2 or i + 2 >= t:
+            continue
+        for near, far, other, side in ((i - 1, i - 2, i + 1, 0), (i + 1, i + 2, i - 1, 1)):
+            hidden = ~against(i, near) & spotted[side, near] & against(i, other)
+            if hidden.any():
+                out[i, 0] |= hidden & against(i, far)
+    return out, spotted
 
 
 @dataclass(frozen=True)
@@ -538,9 +565,10 @@ class Restorer:
             return first.g, first.h, none
         with torch.no_grad():
             near = range(max(core.start - p.radius, 0), min(core.stop + p.radius, t))
+            impulsive, spotted = unexplained(lumas, near, p.work_scale, p.radius)
             support = candidate_support(y, motion, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
-                                        slice(near.start, near.stop))
-            support &= torch.from_numpy(unexplained(lumas, near, p.work_scale)).to(dev)
+                                        slice(near.start, near.stop), torch.from_numpy(spotted).to(dev))
+            support &= torch.from_numpy(impulsive).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
             problem = self._problem(y, valid, nb, motion, lam, support, far)
         schedule = self._schedule_for(problem)
