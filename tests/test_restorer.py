@@ -129,6 +129,19 @@ def test_global_flicker_on_a_still_scene():
     assert means.std() < 0.25 * flickering.mean((1, 2, 3)).std()
 
 
+def test_strong_flicker_leaves_the_mean_brightness_alone():
+    """A gain that fluctuates about 1 (here by 20 %, averaging exactly 1) has a correction 1/A
+    whose mean is above 1 by the gain's variance: a gauge that pinned the correction's mean to
+    1 would leave the clip darker by that (2 to 4 % here). The output keeps the clean mean."""
+    clean = make_scene("pan", 32, H, W, seed=2)
+    gains = 1 + np.random.default_rng(2).normal(0, 0.2, 32).astype(np.float32)
+    gains /= gains.mean()
+    flickering = np.clip(clean * gains[:, None, None, None], 0, 1)
+    out = images(run(flickering, grid=(1, 1), blotches=False))
+    assert abs(out.mean() / clean.mean() - 1) < 0.01
+    assert flicker_index(out, clean) < 0.25 * flicker_index(flickering, clean)
+
+
 def test_a_static_shot_is_restored_without_motion_compensation():
     """``motion=False`` (every flow 0) on a tripod shot: flicker and blotches go all the same."""
     clean = np.repeat(make_scene("static", 1, H, W, seed=3), 20, axis=0)

@@ -31,7 +31,7 @@ from .errors import Cancelled, InputError
 from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import restore, upsample
-from .objective import Problem, Weights, any_paired, pair_weights, residual
+from .objective import Problem, Weights, any_paired, pair_weights, residual, unbiased
 from .problem import assemble, lattice_points
 from .params import Params
 from .solver import Schedule, Variables, autotune, fista
@@ -562,7 +562,7 @@ class Restorer:
             sigma = noise_levels(residual(first.g, first.h, first.s, problem)[0], problem.lattice.q)
         lam_s = (BLOTCH_SIGMAS * sigma).clamp(min=BLOTCH_FLOOR) / p.sensitivity  # (T,) per frame
         if not p.blotches:
-            return first.g, first.h, none
+            return (*unbiased(first.g, first.h, problem.smoother), none)
         with torch.no_grad():
             near = range(max(core.start - p.radius, 0), min(core.stop + p.radius, t))
             impulsive, spotted = unexplained(lumas, near, p.work_scale, p.radius)
@@ -586,7 +586,8 @@ class Restorer:
         unseen = ~any_paired(valid)
         for side in (slice(None, half), slice(half, None)):
             unseen &= blotch.any_of(present[:, side]) | ~blotch.any_of(exists[:, side])
-        return v.g, v.h, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
+        gain, offset = unbiased(v.g, v.h, problem.smoother)
+        return gain, offset, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
 
     def _problem(self, y: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
                  lam: Weights, support: torch.Tensor | None = None,
