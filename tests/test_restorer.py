@@ -143,6 +143,24 @@ def test_strong_flicker_leaves_the_mean_brightness_alone():
     assert flicker_index(out, clean) < 0.25 * flicker_index(flickering, clean)
 
 
+def test_the_colours_tell_a_gain_from_an_offset():
+    """On a clip of one luma (mid-grey) and many colours, the luma cannot tell a flickering
+    gain from an offset: only the colour differences, which the gain scales, can. The fit reads
+    every channel, so the colours' flicker goes too."""
+    scene = make_scene("pan", 24, H, W, seed=7)
+    clean = np.clip(0.5 + 1.5 * (scene - scene.mean(-1, keepdims=True)), 0, 1).astype(np.float32)
+    rng = np.random.default_rng(7)
+    gain, offset = 1 + rng.normal(0, 0.2, 24), rng.normal(0, 0.03, 24)
+    flickering = np.clip(clean * gain[:, None, None, None] + offset[:, None, None, None], 0, 1).astype(np.float32)
+    out = images(run(flickering, blotches=False))
+
+    def colour_error(x: np.ndarray) -> float:
+        e = x - clean
+        return float(np.sqrt(((e - e.mean(-1, keepdims=True)) ** 2).mean()))
+
+    assert colour_error(out) < 0.75 * colour_error(flickering)
+
+
 def test_a_static_shot_is_restored_without_motion_compensation():
     """``motion=False`` (every flow 0) on a tripod shot: flicker and blotches go all the same."""
     clean = np.repeat(make_scene("static", 1, H, W, seed=3), 20, axis=0)

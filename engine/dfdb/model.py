@@ -8,8 +8,9 @@ control points and are upsampled bilinearly (control points on the frame's corne
 in between; 1×1 is a global correction). Everything here is linear in (g, h, S), which keeps
 the objective convex.
 
-Shapes: fields on the grid are (T, K, Gy, Gx); planes are (T, K, H, W) with K = 1 (luma, gain
-shared by the colour channels) or K = C (per-channel correction). Intensities in [0, 1].
+Shapes: fields on the grid are (T, F, Gy, Gx) with F = 1 (a correction shared by the colour
+channels) or F = C (per-channel correction); planes are (T, C, H, W), the fields broadcast over
+them. Intensities in [0, 1].
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """The restoration objective of DESIGN.md §4, in one place.
 
-For a chunk of T frames of one shot, with unknowns g, h (T, K, Gy, Gx) on the control grid and
-the blotch layer S (values s on its allowed support, see :mod:`dfdb.blotch`):
+For a chunk of T frames of one shot, with unknowns g, h (T, F, Gy, Gx) on the control grid and
+the blotch layer S (values s on its allowed support, see :mod:`dfdb.blotch`), fitted on K planes
+(the colour channels, or the one channel of a grey clip): F = 1, one correction shared by the
+channels, or F = K, one per channel (colour flicker):
 
     E(g, h, S) =   Σ_t mean_x  O_t ⊙ ρ_δ( X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) )     data
                  + λ_L Σ_t mean_x  ρ_δ( X̂_t − Σ_m v_{t,m} 𝒯_{t,m}(X̂_{t+m}) )          long-range data
@@ -33,6 +35,11 @@ Warping g_{t+k} and h_{t+k} is approximated by evaluating them at x: they are sm
 scale of a grid cell (tens to hundreds of pixels) while motion between neighbours is a few
 pixels. The neighbour planes 𝒲_{t,k}(Y_{t+k}) are therefore warped once per chunk, and only the
 sparse blotch layer is warped inside the iterations.
+
+The data terms are means over the K planes too. A correction shared by the channels is fitted
+on all of them rather than on the luma alone: a gain scales the colour differences between
+channels and an offset does not, so the chroma tells the two apart where the luma's range
+within a cell of the grid is too narrow to.
 
 All terms are means over pixels and grid nodes, so the λ's do not depend on the resolution or
 the grid size; λ_S is directly the residual (in intensity units) above which a pixel of the
@@ -83,7 +90,7 @@ class Points:
 
     The point shape (...) is (T, P) for a lattice (the same P pixels in every frame) or (n,)
     for scattered pixels, sorted by frame. ``q``: (...) the quadrature weight of each point;
-    ``coef``: (..., S, 2, K) the coefficients of g and h in each slot; ``constant``: (..., K);
+    ``coef``: (..., S, 2, K) the coefficients of g and h in each slot, per plane; ``constant``: (..., K);
     ``slots``: (T, S) long, the frame each slot reads (the frame itself where t + k is outside
     the chunk; its weight is 0 there); ``frame``: (T, 1) or (n,), the frame of each point,
     broadcastable to the point shape; ``basis``: Φ, the bilinear basis of the control points
@@ -175,7 +182,8 @@ class Problem:
     the long-range term's lattice is ``far`` (None without it).
     The blotch layer: ``s_index`` (n_s,) flat indices into (T, H, W) of the pixels where S may
     be non-zero and ``s_point`` (n_s,) the point of ``pixels`` each one is.
-    ``smoother``: (T, T) the gauge's temporal average B (rows sum to 1).
+    ``smoother``: (T, T) the gauge's temporal average B (rows sum to 1). ``shared``: one
+    correction for all K planes (F = 1) rather than one per plane.
     """
 
     frames: int
@@ -188,11 +196,17 @@ class Problem:
     s_point: torch.Tensor
     smoother: torch.Tensor
     weights: Weights
+    shared: bool = False
 
     @property
     def planes(self) -> int:
-        """K: 1 for a luma correction, C for a per-channel one."""
+        """K: the planes the data term reads (the colour channels, or one)."""
         return self.lattice.coef.shape[-1]
+
+    @property
+    def fields(self) -> int:
+        """F: 1 for a correction shared by the planes, K for one per plane."""
+        return 1 if self.shared else self.planes
 
     def blotch_lambda(self) -> float | torch.Tensor:
         """λ_S at each blotch pixel of the support, (n_s,), or one value."""
@@ -205,18 +219,23 @@ def per_frame(value: float | torch.Tensor, frames: torch.Tensor) -> float | torc
 
 
 def slot_table(g: torch.Tensor, h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """The fields g, h (T, K, Gy, Gx) of the frame in each slot (T, S): (T, N, S·2·K), laid
+    """The fields g, h (T, F, Gy, Gx) of the frame in each slot (T, S): (T, N, S·2·F), laid
     out as :attr:`Points.coef` (slot, then g/h, then channel). A gather of a small table."""
     (t, k), s = g.shape[:2], slots.shape[1]
-    table = torch.stack([g.flatten(2), h.flatten(2)], 1).permute(0, 3, 1, 2)  # (T, N, 2, K)
+    table = torch.stack([g.flatten(2), h.flatten(2)], 1).permute(0, 3, 1, 2)  # (T, N, 2, F)
     return table.index_select(0, slots.reshape(-1)).view(t, s, -1, 2 * k).transpose(1, 2).reshape(t, -1, s * 2 * k)
 
 
 def affine_residual(g: torch.Tensor, h: torch.Tensor, points: Points) -> torch.Tensor:
     """X̂_t − Σ_k w_{t,k} X̂_{t+k} at the points, (..., K), blotches aside: the fields in every
-    slot, interpolated in one product, times their coefficients."""
-    fields = points.interpolate(slot_table(g, h, points.slots)).view(points.coef.shape)
-    return (fields * points.coef).sum((-3, -2)) + points.constant
+    slot, interpolated in one product, times their coefficients. A field shared by the K planes
+    (F = 1) meets their coefficients in one batched product, (1, S·2) @ (S·2, K): as fast to
+    differentiate as one plane, where a broadcast product is not."""
+    table = points.interpolate(slot_table(g, h, points.slots))
+    *lead, slots, two, k = points.coef.shape
+    if g.shape[1] == 1:
+        return (table.view(*lead, 1, slots * two) @ points.coef.view(*lead, slots * two, k)).squeeze(-2) + points.constant
+    return (table.view(points.coef.shape) * points.coef).sum((-3, -2)) + points.constant
 
 
 def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,7 +289,7 @@ def gauge_term(g: torch.Tensor, h: torch.Tensor, p: Problem) -> torch.Tensor:
 
 
 def unbiased(g: torch.Tensor, h: torch.Tensor, smoother: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The corrections g, h (T, K, Gy, Gx) with the gauge's bias taken out: X̂ ← (1 + v) X̂.
+    """The corrections g, h (T, F, Gy, Gx) with the gauge's bias taken out: X̂ ← (1 + v) X̂.
 
     The gauge pins the slow part of the correction to identity, B g = 1. But the exact
     correction of a gain that fluctuates about 1, A = 1 + a with a of mean 0, is g = 1/A, whose

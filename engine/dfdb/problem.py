@@ -70,6 +70,7 @@ def assemble(
     smoother: torch.Tensor,
     support: torch.Tensor | None = None,
     far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    shared: bool = False,
 ) -> Problem:
     """The chunk's problem; S allowed on ``support`` (T, 1, H, W) bool, or nowhere.
 
@@ -78,7 +79,7 @@ def assemble(
     nb: (T, J); motion: the flows (:class:`~dfdb.flow.Motion`). The weights and the warped
     neighbours (:func:`~dfdb.flow.warp_points`) are evaluated at the sample points only.
     ``far``: the long-range term's (nb (T, M), tracked values (T, P, M, K), weights (T, P, M))
-    at the points of :func:`lattice_points`, or None.
+    at the points of :func:`lattice_points`, or None. ``shared``: one correction for all K planes.
     """
     t, _, h, w = y.shape
     dev = y.device
@@ -135,7 +136,7 @@ def assemble(
     )
     return Problem(
         frames=t, size=(h, w), grid=grid, lattice=lat, far=far_lattice, pixels=pixels,
-        s_index=s_index, s_point=s_point, smoother=smoother, weights=lam,
+        s_index=s_index, s_point=s_point, smoother=smoother, weights=lam, shared=shared,
     )
 
 

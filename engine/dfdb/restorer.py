@@ -483,19 +483,6 @@ class Restorer:
                 present[b, j, 0] = motion.inside(b, j) & there[b, j, 0]
         return motion, torch.from_numpy(valid).to(dev), present, nb_t
 
-    def _planes(self, ctx: list[_Frame], lumas: list[np.ndarray]) -> torch.Tensor:
-        """(T, K, H, W) planes the corrections act on: every colour channel (``per_channel``,
-        or one-channel frames), else the frames' ``lumas`` (at the fit's size), stacked frame
-        by frame: the chunk's colour is never on the device while it is fitted (at 720p, 84
-        frames, that was 0.9 GB and as much again for the weighted sum's temporary)."""
-        size = lumas[0].shape
-        if self.params.per_channel or ctx[0].image.shape[-1] == 1:
-            return self._colour(ctx, size)
-        planes = torch.empty(len(ctx), 1, *size, device=self.device)
-        for i, y in enumerate(lumas):
-            planes[i, 0].copy_(torch.from_numpy(y))
-        return planes
-
     @staticmethod
     def _lumas(ctx: list[_Frame], size: tuple[int, int]) -> list[np.ndarray]:
         """The frames' lumas at ``size`` (H, W), area-averaged where it is smaller."""
@@ -512,7 +499,7 @@ class Restorer:
         size = work_size(ctx[0].image.shape[:2], self.params.work_scale)
         motion, valid, present, nb = self._neighbours(ctx, size, lumas)
         inputs = self._lumas(ctx, size)
-        g, hf, repaired = self._fit(self._planes(ctx, inputs), inputs, motion, valid, present, nb, core)
+        g, hf, repaired = self._fit(self._colour(ctx, size), inputs, motion, valid, present, nb, core)
         # Repairs take the valid neighbours, or the present ones where none is valid (in place:
         # the presence mask is not needed any more).
         usable = present.logical_and_(~blotch.any_of(valid).unsqueeze(1)).logical_or_(valid)
@@ -535,10 +522,11 @@ class Restorer:
     def _fit(self, y: torch.Tensor, lumas: list[np.ndarray], motion: Motion, valid: torch.Tensor,
              present: torch.Tensor, nb: torch.Tensor, core: range
              ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
-        """Fit the chunk: corrections g, h (T, K, Gy, Gx), None when neither flicker nor blotches
+        """Fit the chunk: corrections g, h (T, F, Gy, Gx), None when neither flicker nor blotches
         are asked for, and the repaired blotch support (T, 1, H, W) bool at the fit's size.
 
-        y: planes (T, K, H, W); lumas: the input frames' (T × (H, W)), both at the fit's size
+        y: the colour planes (T, K, H, W) (:meth:`_colour`; one correction for all of them, F = 1,
+        or one each, F = K, with ``per_channel``); lumas: the input frames' (T × (H, W)), both at the fit's size
         (:func:`work_size`); motion, valid, present,
         nb from :meth:`_neighbours`; core: the frames restored. The blotch layer lives on the
         core and the r frames on each side, whose blotches enter the core's residuals and
@@ -566,8 +554,12 @@ class Restorer:
         with torch.no_grad():
             near = range(max(core.start - p.radius, 0), min(core.stop + p.radius, t))
             impulsive, spotted = unexplained(lumas, near, p.work_scale, p.radius)
-            support = candidate_support(y, motion, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
+            # The test reads the corrected planes' mean: with one correction for all planes, the
+            # correction of their mean, warped once instead of once per plane.
+            flat = y.mean(1, keepdim=True) if first.g.shape[1] < y.shape[1] else y
+            support = candidate_support(flat, motion, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
                                         slice(near.start, near.stop), torch.from_numpy(spotted).to(dev))
+            del flat
             support &= torch.from_numpy(impulsive).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
             problem = self._problem(y, valid, nb, motion, lam, support, far)
@@ -599,7 +591,7 @@ class Restorer:
         t = y.shape[0]
         return assemble(y, valid, neighbour_beta(p.radius, y.device), nb, motion, p.grid, lam,
                         gaussian_average(t, GAUGE_SIGMA, y.device), support,
-                        far.term(support) if far is not None else None)
+                        far.term(support) if far is not None else None, shared=not p.per_channel)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
         """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""

@@ -49,7 +49,7 @@ class Schedule:
 
 @dataclass
 class Variables:
-    """The unknowns: g, h (T, K, Gy, Gx) on the control grid and s (n,) on S's support."""
+    """The unknowns: g, h (T, F, Gy, Gx) on the control grid and s (n,) on S's support."""
 
     g: torch.Tensor
     h: torch.Tensor
@@ -57,7 +57,7 @@ class Variables:
 
     @classmethod
     def identity(cls, p: Problem) -> "Variables":
-        g = torch.ones(p.frames, p.planes, *p.grid, dtype=p.lattice.coef.dtype, device=p.lattice.coef.device)
+        g = torch.ones(p.frames, p.fields, *p.grid, dtype=p.lattice.coef.dtype, device=p.lattice.coef.device)
         return cls(g, torch.zeros_like(g), g.new_zeros(p.s_index.numel()))
 
 
@@ -67,8 +67,8 @@ def preconditioner(p: Problem) -> Variables:
     Control point j of the frame in slot s of a residual enters it with coefficient φ_j·c_s
     (:func:`~dfdb.objective.coefficients`: Y − μ for the gain of the frame itself, w_k·(Y − μ)
     for a neighbour's, 1 and w_k for the offsets): the diagonal is Σ q·φ_j·c_s² over every
-    residual and slot that reads it (the long-range lattice λ_L times), plus the regularisers'
-    diagonals. A blotch pixel's is (1 + Σ w²)/N.
+    residual and slot that reads it (the long-range lattice λ_L times), summed over the planes a
+    shared correction serves, plus the regularisers' diagonals. A blotch pixel's is (1 + Σ w²)/N.
     """
     t, k = p.frames, p.planes
     gy, gx = p.grid
@@ -83,7 +83,8 @@ def preconditioner(p: Problem) -> Variables:
         diag.index_add_(0, points.slots.reshape(-1), spread.reshape(-1, nodes, 2, k), alpha=weight)
     edges = (gy - 1) * gx + gy * (gx - 1)
     reg = (4.0 * p.weights.lambda_r / edges if edges else 0.0) + 2.0 * (p.weights.lambda_p + p.weights.lambda_0) / nodes
-    shape = lambda d: (d / k + reg).clamp(min=1e-6).transpose(1, 2).reshape(t, k, gy, gx)  # noqa: E731
+    f = p.fields
+    shape = lambda d: (d.reshape(t, nodes, f, -1).sum(-1) / k + reg).clamp(min=1e-6).transpose(1, 2).reshape(t, f, gy, gx)  # noqa: E731
     ds = torch.full((p.s_index.numel(),), 1.0 / (p.size[0] * p.size[1]), dtype=diag.dtype, device=diag.device)
     if p.s_point.numel():
         ds = ds * pix.coef[p.s_point, :, 1, 0].pow(2).sum(1)  # the offsets' coefficients: 1 + Σ w²
@@ -131,7 +132,7 @@ def project_box(v: Variables, p: Problem) -> torch.Tensor:
     if v.s.numel() == 0:
         return v.s
     pix = p.pixels
-    fields = pix.interpolate(slot_table(v.g, v.h, pix.slots[:, :1]))[p.s_point].view(-1, 2, p.planes)
+    fields = pix.interpolate(slot_table(v.g, v.h, pix.slots[:, :1]))[p.s_point].view(-1, 2, p.fields)
     at = restore(pix.y[p.s_point], fields[:, 0], fields[:, 1]).mean(1)
     return torch.minimum(torch.maximum(v.s, at - 1.0), at)
 
