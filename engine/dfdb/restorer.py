@@ -494,8 +494,9 @@ class Restorer:
         """Restore the frames ``core`` of the context ``ctx`` (one shot); ``lumas``: the second
         pass's restored lumas, which its flows are matched on.
 
-        The colour frames are stacked for the result only, after the fit (whose working set is
-        the peak of the engine's), and only those of the core and its r neighbours."""
+        The fit reads the context's colour planes at its own size, freed when it returns; the
+        colour frames at full size are stacked after it (the fit's working set is the peak of
+        the engine's), and only those of the core and its r neighbours."""
         size = work_size(ctx[0].image.shape[:2], self.params.work_scale)
         motion, valid, present, nb = self._neighbours(ctx, size, lumas)
         inputs = self._lumas(ctx, size)
@@ -525,10 +526,10 @@ class Restorer:
         """Fit the chunk: corrections g, h (T, F, Gy, Gx), None when neither flicker nor blotches
         are asked for, and the repaired blotch support (T, 1, H, W) bool at the fit's size.
 
-        y: the colour planes (T, K, H, W) (:meth:`_colour`; one correction for all of them, F = 1,
-        or one each, F = K, with ``per_channel``); lumas: the input frames' (T × (H, W)), both at the fit's size
-        (:func:`work_size`); motion, valid, present,
-        nb from :meth:`_neighbours`; core: the frames restored. The blotch layer lives on the
+        y: the colour planes (T, K, H, W) (:meth:`_colour`; one correction for all of them,
+        F = 1, or one each, F = K, with ``per_channel``); lumas: the input frames' (T × (H, W)),
+        both at the fit's size (:func:`work_size`); motion, valid, present, nb from
+        :meth:`_neighbours`; core: the frames restored. The blotch layer lives on the
         core and the r frames on each side, whose blotches enter the core's residuals and
         repairs; the rest of the context serves the corrections only.
         """
