@@ -279,10 +279,14 @@ def smoothness_term(g: torch.Tensor, h: torch.Tensor, p: Problem) -> torch.Tenso
     return p.weights.lambda_r * diff.mean(dim=(1, 2)).sum()
 
 
+def slow_part(field: torch.Tensor, smoother: torch.Tensor) -> torch.Tensor:
+    """B x: the temporal average (``smoother`` B, (T, T)) of a field (T, F, Gy, Gx) at every frame."""
+    return torch.einsum("ts,skyx->tkyx", smoother, field)
+
+
 def gauge_term(g: torch.Tensor, h: torch.Tensor, p: Problem) -> torch.Tensor:
     """λ_P on the slow part (B g, B h) plus a weak λ_0 on every frame's correction."""
-    bg = torch.einsum("ts,skyx->tkyx", p.smoother, g)
-    bh = torch.einsum("ts,skyx->tkyx", p.smoother, h)
+    bg, bh = slow_part(g, p.smoother), slow_part(h, p.smoother)
     slow = ((bg - 1).pow(2) + bh.pow(2)).mean(dim=(1, 2, 3)).sum()
     each = ((g - 1).pow(2) + h.pow(2)).mean(dim=(1, 2, 3)).sum()
     return p.weights.lambda_p * slow + p.weights.lambda_0 * each
@@ -299,8 +303,7 @@ def unbiased(g: torch.Tensor, h: torch.Tensor, smoother: torch.Tensor) -> tuple[
     brings no flicker back). In the pivot form, (1 + v) X̂ = g' (Y − μ) + μ + h' with
     g' = (1 + v) g and h' = (1 + v)(μ + h) − μ. ``smoother``: B, (T, T).
     """
-    slow = torch.einsum("ts,skyx->tkyx", smoother, g)
-    v = torch.einsum("ts,skyx->tkyx", smoother, (g - slow).pow(2))
+    v = slow_part((g - slow_part(g, smoother)).pow(2), smoother)
     return g * (1 + v), (1 + v) * (PIVOT + h) - PIVOT
 
 
