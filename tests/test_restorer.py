@@ -143,6 +143,22 @@ def test_strong_flicker_leaves_the_mean_brightness_alone():
     assert flicker_index(out, clean) < 0.25 * flicker_index(flickering, clean)
 
 
+def test_highlights_clipped_by_the_flicker_are_restored_from_the_frames_around():
+    """Where a bright frame pushed a highlight into clipping, the scan holds 1.0 and its
+    correction is only a lower bound on the scene (here 0.04 too dark on average): the frames
+    around that saw it unclipped tell the value, and the highlight does not pump."""
+    clean = (0.3 + 0.75 * make_scene("pan", 16, H, W, seed=8)).astype(np.float32)
+    gains = np.array([1.0, 1.2, 0.92, 1.15, 0.95, 1.22, 0.9, 1.1] * 2, np.float32)
+    gains /= gains.mean()
+    flickering = np.clip(clean * gains[:, None, None, None], 0, 1)
+    clipped = flickering >= 1.0
+    assert clipped.mean() > 0.003
+    out = images(run(flickering, blotches=False))
+    bound = flickering / gains[:, None, None, None]  # the exact correction of the clipped values
+    left = np.abs(out - clean)[clipped].mean() / np.abs(bound - clean)[clipped].mean()
+    assert left < 0.4, f"{left:.0%} of the clipped highlights' error is left"
+
+
 def test_the_colours_tell_a_gain_from_an_offset():
     """On a clip of one luma (mid-grey) and many colours, the luma cannot tell a flickering
     gain from an offset: only the colour differences, which the gain scales, can. The fit reads

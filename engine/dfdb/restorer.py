@@ -628,6 +628,8 @@ class Restorer:
         repaired, usable = blotch.resized(repaired[lo:hi], (hh, ww)), usable[lo:hi]
         motion, nb = motion.frames(lo, hi).resized((hh, ww)), nb[lo:hi] - lo
         corrected = self._repair(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
+        if p.flicker and g is not None:
+            corrected = self._unclip(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
         if p.second_pass and lumas is None and g is not None:
             restored_luma = luma(corrected.permute(0, 2, 3, 1)).clamp(0, 1).cpu().numpy()
             return self._solve(ctx, core, list(restored_luma))
@@ -648,10 +650,8 @@ class Restorer:
     def _repair(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
         """Replace blotch-support pixels of ``frames`` by the motion-compensated neighbours' average.
 
-        Neighbour k contributes where it is usable (T, J, 1, h, w: at the fit's size, read at
-        the nearest pixel) and its own pixel is not repaired; pixels no neighbour can fill get
-        a spatial fill. Shapes as in :meth:`_solve`. ``corrected`` is repaired in place and
-        returned.
+        Pixels no neighbour can fill (:meth:`_from_neighbours`) get a spatial fill. Shapes as
+        in :meth:`_solve`. ``corrected`` is repaired in place and returned.
         """
         sel = torch.zeros_like(repaired)
         sel[frames] = repaired[frames]
@@ -659,23 +659,8 @@ class Restorer:
         if pts.numel() == 0:
             return corrected
         ti, yi, xi = pts[:, 0], pts[:, 2], pts[:, 3]
-        uy, ux = yi * usable.shape[-2] // repaired.shape[-2], xi * usable.shape[-1] // repaired.shape[-1]
-        ks = offsets(self.params.radius)
-        beta = NEIGHBOUR_WEIGHTS[self.params.radius]
-        num = corrected.new_zeros(len(ti), corrected.shape[1])
-        den = corrected.new_zeros(len(ti), 1)
-        xf, yf = xi.to(colour.dtype), yi.to(colour.dtype)
-        for j, k in enumerate(ks):
-            nt = nb[ti, j]
-            u = motion.at(ti, j, xf, yf)
-            px, py = xf + u[:, 0], yf + u[:, 1]
-            blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
-            ok = (usable[ti, j, 0, uy, ux] & ~blotched).float().unsqueeze(1) * beta[abs(k) - 1]
-            value = restore(sample_points(colour, nt, px, py), gain[nt, :, yi, xi], offset[nt, :, yi, xi])
-            num += ok * value
-            den += ok
-        filled = num / den.clamp(min=1e-12)
-        have = den[:, 0] > 0
+        filled, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi)
+        have = weight[:, 0] > 0
         corrected[ti[have], :, yi[have], xi[have]] = filled[have]
         if not bool(have.all()):
             for f in ti[~have].unique():
@@ -684,6 +669,74 @@ class Restorer:
                 hole[0, 0, yi[miss], xi[miss]] = True
                 corrected[f:f + 1] = blotch.spatial_fill(corrected[f:f + 1], hole)
         return corrected
+
+    def _unclip(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
+        """Take clipped samples of ``frames`` beyond their bound where the neighbours saw them.
+
+        A sample the scan clipped at white (:func:`clipped`) was at least that bright, so
+        its correction X̂ = g (1 − μ) + μ + h is only a lower bound on the scene's value (an
+        upper one at black): left as it is, a highlight that the flicker pushed into clipping
+        comes out darker than in the frames around it, and pumps. Where motion-compensated
+        neighbours saw the sample unclipped, their corrected average (:meth:`_from_neighbours`,
+        per channel) is taken if it lies beyond the bound. Blotch repairs are left alone.
+        Shapes as in :meth:`_solve`; ``corrected`` is changed in place and returned.
+        """
+        sel = torch.zeros_like(repaired)
+        for f in frames.tolist():
+            high, low = clipped(colour[f])
+            sel[f, 0] = (high | low).any(0) & ~repaired[f, 0]
+        pts = sel.nonzero()
+        if pts.numel() == 0:
+            return corrected
+        ti, yi, xi = pts[:, 0], pts[:, 2], pts[:, 3]
+        est, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi,
+                                            unclipped=True)
+        seen = weight > 0
+        high, low = clipped(colour[ti, :, yi, xi])
+        now = corrected[ti, :, yi, xi]
+        now = torch.where(high & seen, torch.maximum(now, est), now)
+        now = torch.where(low & seen, torch.minimum(now, est), now)
+        corrected[ti, :, yi, xi] = now
+        return corrected
+
+    def _from_neighbours(self, colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi,
+                         unclipped: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The corrected, motion-compensated neighbours of the pixels (ti, yi, xi), each (n,),
+        averaged with the window's weights: values (n, K) and their total weight (n, K) (0
+        where no neighbour counts; the values are then 0).
+
+        Neighbour k counts where it is usable (T, J, 1, h, w: at the fit's size, read at the
+        nearest pixel) and its own pixel is not repaired; with ``unclipped``, per channel, only
+        where its sample is not clipped either. Shapes as in :meth:`_solve`.
+        """
+        uy, ux = yi * usable.shape[-2] // repaired.shape[-2], xi * usable.shape[-1] // repaired.shape[-1]
+        ks = offsets(self.params.radius)
+        beta = NEIGHBOUR_WEIGHTS[self.params.radius]
+        num = colour.new_zeros(len(ti), colour.shape[1])
+        den = torch.zeros_like(num)
+        xf, yf = xi.to(colour.dtype), yi.to(colour.dtype)
+        for j, k in enumerate(ks):
+            nt = nb[ti, j]
+            u = motion.at(ti, j, xf, yf)
+            px, py = xf + u[:, 0], yf + u[:, 1]
+            blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
+            ok = (usable[ti, j, 0, uy, ux] & ~blotched).to(colour.dtype).unsqueeze(1) * beta[abs(k) - 1]
+            sample = sample_points(colour, nt, px, py)
+            if unclipped:
+                high, low = clipped(sample)
+                ok = ok * ~(high | low)
+            num += ok * restore(sample, gain[nt, :, yi, xi], offset[nt, :, yi, xi])
+            den += ok
+        return num / den.clamp(min=1e-12), den
+
+
+#: Input values within this of 0 or 1 are taken as clipped by the scan (half a 8-bit level).
+CLIP_MARGIN = 0.5 / 255.0
+
+
+def clipped(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input values (any shape, in [0, 1]) clipped at white and at black: two bool tensors."""
+    return values >= 1.0 - CLIP_MARGIN, values <= CLIP_MARGIN
 
 
 def _stats(f: _Frame, mask: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> dict[str, Any]:
