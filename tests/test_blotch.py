@@ -70,6 +70,25 @@ def test_impulses_find_a_spot_but_not_a_moved_edge_or_a_brightness_change() -> N
     assert not found[:, 38:48].any()
 
 
+def test_patches_find_a_bright_spot_on_contrasty_texture_but_not_the_texture_moved() -> None:
+    """On dense, contrasty texture the brightest pixel within reach is as bright as a bright
+    blotch, so the pixel test cannot see it; the blotch's flat patch matches no patch of the
+    reference, while the texture moved by 3 px matches itself."""
+    rng = np.random.default_rng(1)
+    grass = cv2.GaussianBlur((rng.random((70, 90)) > 0.5).astype(np.float32), (0, 0), 0.8)
+    ref = (0.15 + 0.75 * grass / grass.max()).astype(np.float32)
+    image = np.roll(ref, (2, 3), axis=(0, 1)).copy()
+    image[30:38, 40:48] = 0.82  # a bright spot, within the texture's range
+    kept = np.zeros(image.shape, bool)
+    kept[8:-8, 8:-8] = True  # away from the border the roll wrapped
+    assert not impulses(image, ref, radius=4)[33, 43]
+    found = impulses(image, ref, radius=4, patches=True)
+    assert found[30:38, 40:48].all()
+    spot = np.zeros(image.shape, bool)
+    spot[26:42, 36:52] = True  # the spot, its patches' reach and its rim
+    assert (found & kept & ~spot).sum() < 0.01 * (kept & ~spot).sum()
+
+
 def test_any_of_and_dilate_match_torch_reductions() -> None:
     masks = torch.rand(3, 4, 1, 9, 11) > 0.7
     assert torch.equal(blotch.any_of(masks), masks.any(1))

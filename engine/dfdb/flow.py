@@ -66,7 +66,7 @@ MATCH_SIGMA = 16.0
 
 
 def impulses(image: np.ndarray, reference: np.ndarray, radius: int, margin: float = IMPULSE_MARGIN,
-             scale: float = 1.0) -> np.ndarray:
+             scale: float = 1.0, patches: bool = False) -> np.ndarray:
     """Pixels of ``image`` that nothing near them in ``reference`` explains, (H, W) bool.
 
     image, reference: (H, W) float32 luma in [0, 1], at ``scale`` of the frame's resolution
@@ -74,16 +74,62 @@ def impulses(image: np.ndarray, reference: np.ndarray, radius: int, margin: floa
     is first scaled by the local brightness ratio of the two (Gaussian of :data:`MATCH_SIGMA`
     frame px), which undoes smooth flicker. A pixel is an impulse when it is darker than the
     darkest (or brighter than the brightest) reference pixel within ``radius`` px by more than
-    ``margin``: no motion up to ``radius`` px can bring it from the reference. Grown by
-    :data:`IMPULSE_RIM` frame px (at least one pixel of the image).
+    ``margin``: no motion up to ``radius`` px can bring it from the reference. With
+    ``patches``, also where its patch matches no patch of the reference within that reach
+    (:func:`unmatched_patches`). Grown by :data:`IMPULSE_RIM` frame px (at least one pixel of
+    the image).
     """
     sigma = MATCH_SIGMA * scale
     ratio = local_mean(image, sigma) / np.maximum(local_mean(reference, sigma), 1e-3)
     matched = reference * np.clip(ratio, 0.5, 2.0)
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     found = (image < cv2.erode(matched, kernel) - margin) | (image > cv2.dilate(matched, kernel) + margin)
+    if patches:
+        found |= unmatched_patches(image, matched, radius / scale, scale)
     rim = max(1, round(IMPULSE_RIM * scale))
     return cv2.dilate(found.astype(np.uint8), np.ones((2 * rim + 1, 2 * rim + 1), np.uint8)) > 0
+
+
+#: The patch test of :func:`unmatched_patches` works at this fraction of the frame's resolution
+#: (or the image's, where that is lower), on patches of PATCH_SIZE² pixels there (6 × 6 frame
+#: px at half resolution), with this mean absolute difference as its margin. Measured on the
+#: benchmark's cases against the pixel test alone: blotch error 0.224 → 0.206 of the input's on
+#: bigbuckbunny/severe (recall 0.76 → 0.79), 0.092 → 0.087 on pan, 0.115 → 0.111 on objects;
+#: false repairs on carphone/flicker_only 0.079 → 0.093 % (0.101 % with a margin of 0.09).
+PATCH_SCALE = 0.5
+PATCH_SIZE = 3
+PATCH_MARGIN = 0.10
+
+
+def unmatched_patches(image: np.ndarray, matched: np.ndarray, reach: float, scale: float = 1.0) -> np.ndarray:
+    """(H, W) bool: pixels of ``image`` whose patch matches no patch of ``matched`` (the
+    brightness-matched reference) displaced by up to ``reach`` frame px: the smallest mean
+    absolute difference over the displacements exceeds :data:`PATCH_MARGIN`.
+
+    Both at ``scale`` of the frame's resolution. Where texture is dense and contrasty (grass,
+    foliage), the brightest and darkest pixels within reach of the pixel test span nearly
+    every value, so a bright blotch on bright texture beats neither; its flat patch still
+    matches nothing. Moving content matches itself at its displacement. Computed at
+    :data:`PATCH_SCALE` of the frame (area-averaged; the blotches of interest are 3–15 px),
+    where the search costs a sixteenth of full resolution, and brought back by nearest
+    neighbour.
+    """
+    h, w = image.shape
+    at = min(PATCH_SCALE, scale)
+    if at < scale:
+        size = (max(1, round(w * at / scale)), max(1, round(h * at / scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        matched = cv2.resize(matched, size, interpolation=cv2.INTER_AREA)
+    r = max(1, round(reach * at))
+    rows, cols = image.shape
+    padded = cv2.copyMakeBorder(matched, r, r, r, r, cv2.BORDER_REFLECT)
+    best = np.full((rows, cols), np.inf, np.float32)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            diff = cv2.absdiff(image, padded[dy:dy + rows, dx:dx + cols])
+            np.minimum(best, cv2.blur(diff, (PATCH_SIZE, PATCH_SIZE)), out=best)
+    found = (best > PATCH_MARGIN).astype(np.uint8)
+    return cv2.resize(found, (w, h), interpolation=cv2.INTER_NEAREST) > 0 if found.shape != (h, w) else found > 0
 
 
 def local_mean(image: np.ndarray, sigma: float) -> np.ndarray:

@@ -233,7 +233,7 @@ def unexplained(lumas: Sequence[np.ndarray], frames: range, scale: float = 1.0, 
 
     def against(i: int, k: int) -> np.ndarray:
         if (i, k) not in found:
-            found[(i, k)] = impulses(lumas[i], lumas[k], radius, scale=scale)
+            found[(i, k)] = impulses(lumas[i], lumas[k], radius, scale=scale, patches=True)
         return found[(i, k)]
 
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
