@@ -11,6 +11,10 @@ the objective convex.
 Shapes: fields on the grid are (T, F, Gy, Gx) with F = 1 (a correction shared by the colour
 channels) or F = C (per-channel correction); planes are (T, C, H, W), the fields broadcast over
 them. Intensities in [0, 1].
+
+The scan clips: where A_t X_t + B_t left [0, 1], Y_t holds 1 (or 0), and only says that the
+scene was at least that bright (dark): its correction is a bound on X̂, not an estimate
+(:func:`clipped`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,15 @@ def upsample(field: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if field.shape[-2:] == (1, 1):
         return field.expand(*field.shape[:2], *size)
     return F.interpolate(field, size=size, mode="bilinear", align_corners=True)
+
+
+#: Observed values within this of 0 or 1 are taken as clipped by the scan (half an 8-bit level).
+CLIP_MARGIN = 0.5 / 255.0
+
+
+def clipped(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Observed values (any shape, in [0, 1]) clipped at white and at black: two bool tensors."""
+    return values >= 1.0 - CLIP_MARGIN, values <= CLIP_MARGIN
 
 
 #: Intensity the gain pivots around: X̂ = g ⊙ (Y − μ) + μ + h. Centring the gain on mid-grey

@@ -30,7 +30,7 @@ from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
 from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, luma, sample_points, track, warp
 from .frames import RestoredFrame
-from .model import restore, upsample
+from .model import clipped, restore, upsample
 from .objective import Problem, Weights, any_paired, pair_weights, residual, unbiased
 from .problem import assemble, lattice_points
 from .params import Params
@@ -728,15 +728,6 @@ class Restorer:
             num += ok * restore(sample, gain[nt, :, yi, xi], offset[nt, :, yi, xi])
             den += ok
         return num / den.clamp(min=1e-12), den
-
-
-#: Input values within this of 0 or 1 are taken as clipped by the scan (half a 8-bit level).
-CLIP_MARGIN = 0.5 / 255.0
-
-
-def clipped(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input values (any shape, in [0, 1]) clipped at white and at black: two bool tensors."""
-    return values >= 1.0 - CLIP_MARGIN, values <= CLIP_MARGIN
 
 
 def _stats(f: _Frame, mask: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> dict[str, Any]:
