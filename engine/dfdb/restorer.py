@@ -540,7 +540,8 @@ class Restorer:
         if not p.flicker and not p.blotches:
             return None, None, none
         # The long-range term acts on the corrections only: without flicker they are identity.
-        far = long_range(y, motion, *long_reach(p.radius)) if p.flicker and p.lambda_l > 0 and p.motion else None
+        # Without motion compensation its tracks stand still: a tripod shot needs it as much.
+        far = long_range(y, motion, *long_reach(p.radius)) if p.flicker and p.lambda_l > 0 else None
         lam = Weights(lambda_s=1.0, lambda_r=p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
                       delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
