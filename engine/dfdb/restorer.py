@@ -54,7 +54,8 @@ FIRST_PASS_DELTA = 0.04
 #: flicker converges slowly: twice the iterations gained 0.2–0.5 dB on six of the benchmark's
 #: seven cases (flicker ratio 0.01–0.04 lower) for under a tenth more time.
 FIRST_PASS_ITERATIONS = 2
-#: The first pass's λ_R, as a multiple of the objective's. It has no blotch layer, and a light
+#: The first pass's λ_R, as a multiple of the objective's, where a second pass follows (blotches
+#: on). It has no blotch layer, and a light
 #: grid bends its correction towards a blotch's outlying values around it: pixels there then
 #: differ from their neighbours and become blotch candidates. With λ_R at 0.01 and this at 1,
 #: the ring repaired around each of two overlapping blotches grew from 1 to 2 px (281 → 448
@@ -549,7 +550,8 @@ class Restorer:
         # The long-range term acts on the corrections only: without flicker they are identity.
         # Without motion compensation its tracks stand still: a tripod shot needs it as much.
         far = long_range(y, motion, *long_reach(p.radius)) if p.flicker and p.lambda_l > 0 else None
-        lam = Weights(lambda_s=1.0, lambda_r=FIRST_PASS_STIFFNESS * p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
+        stiffness = FIRST_PASS_STIFFNESS if p.blotches else 1.0  # without blotches it is the only pass
+        lam = Weights(lambda_s=1.0, lambda_r=stiffness * p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
                       delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
             problem = self._problem(y, valid, nb, motion, lam, far=far)
