@@ -105,12 +105,41 @@ def test_a_pair_tracked_onto_a_blotch_is_dropped_with_its_mirror():
     point = 10 * w + 12
     support = torch.zeros(t, 1, h, w, dtype=torch.bool)
     support[7, 0, 10, 12] = True  # frame 7 has a blotch where frame 5's point is tracked to
-    _, _, plain = tracks.term()
-    _, _, dropped = tracks.term(support)
+    *_, plain = tracks.term()
+    *_, dropped = tracks.term(support)
     # Offsets −4, −2, +2, +4 weigh 1, 2, 2, 1; +2 lands on the blotch, so ±2 go.
     np.testing.assert_allclose(plain[5, point].numpy(), [1 / 6, 2 / 6, 2 / 6, 1 / 6], atol=1e-6)
     np.testing.assert_allclose(dropped[5, point].numpy(), [0.5, 0.0, 0.0, 0.5], atol=1e-6)
     assert torch.equal(dropped[4], plain[4]) and torch.equal(dropped[5, point + 1], plain[5, point + 1])
+
+
+def test_the_long_range_term_reads_a_frames_correction_where_the_track_is():
+    """A pan under a gain that ramps across the frame, differently in every frame: the exact
+    correction (on the grid, a ramp is exact) leaves the long-range term no residual, since
+    frame t + m's gain is read where the track has the point in that frame, 2 px per frame
+    away, not where it is in frame t (that left residuals of the ramp's slope times the
+    distance travelled)."""
+    t, h, w, speed = 9, 24, 48, 2
+    gen = torch.Generator().manual_seed(3)
+    canvas = torch.rand(h, w + speed * t, generator=gen) * 0.5 + 0.25
+    clean = torch.stack([canvas[:, speed * (t - i):speed * (t - i) + w] for i in range(t)]).unsqueeze(1)  # moves right
+    slope = torch.rand(t, generator=gen) * 0.6 - 0.3
+    ramp = lambda x: 1.0 + slope.view(-1, 1) * (x / (w - 1) * 2.0 - 1.0)  # noqa: E731  the correction g_t(x)
+    y = (clean - 0.5) / ramp(torch.arange(w, dtype=torch.float32)).view(t, 1, 1, w) + 0.5
+    ks = offsets(2)
+    nb = torch.tensor([[min(max(i + k, 0), t - 1) for k in ks] for i in range(t)])
+    valid = torch.tensor([[0 <= i + k < t for k in ks] for i in range(t)]).view(t, len(ks), 1, 1, 1).expand(t, len(ks), 1, h, w)
+    field = torch.zeros(t, len(ks), 2, 3, 5)
+    field[:, :, 0] = torch.tensor([speed * k for k in ks], dtype=torch.float32).view(1, -1, 1, 1)
+    motion = Motion(field, (h, w))
+    far = long_range(y, motion, 4, 2).term()
+    p = assemble(y, valid, neighbour_beta(2, y.device), nb, motion, (3, 5), dataclasses.replace(LAM, lambda_l=1.0),
+                 gaussian_average(t, 6.0, y.device), far=far)
+    g = ramp(torch.linspace(0, w - 1, 5)).view(t, 1, 1, 5).expand(t, 1, 3, 5).contiguous()
+    r = affine_residual(g, torch.zeros_like(g), p.far)  # every pixel is a lattice point here
+    x = torch.arange(h * w) % w
+    counted = (p.far.q > 0) & ((x >= 4 * speed) & (x < w - 4 * speed)).unsqueeze(0)
+    assert bool(counted.any()) and r[counted].abs().max() < 1e-5
 
 
 def test_point_samples_are_the_dense_warp_at_those_points():

@@ -31,10 +31,14 @@ changes alone) without pulling the per-frame flicker correction towards 1. The e
 correction of a gain fluctuating about 1 has a mean above 1 (E[1/A] > 1), so the pinned
 solution is scaled back up after the solve (:func:`unbiased`).
 
-Warping g_{t+k} and h_{t+k} is approximated by evaluating them at x: they are smooth on the
-scale of a grid cell (tens to hundreds of pixels) while motion between neighbours is a few
-pixels. The neighbour planes 𝒲_{t,k}(Y_{t+k}) are therefore warped once per chunk, and only the
-sparse blotch layer is warped inside the iterations.
+The long-range term reads each frame's fields where the track takes the point in that frame,
+t + m at 𝒯_{t,m}(x), not at x: its points travel tens of pixels, and spatially varying flicker
+changes across the frame (a gain mode of σ 0.1 across 320 px moves by 0.001 per px), so a
+neighbour's correction read at x was off by as much as the flicker on a pan (bikes: +0.5 dB,
+residual flicker 0.29 → 0.26 of the input's). The short window's neighbours are a few pixels
+away: there the fields are read at x, which measured the same to 0.005 dB and costs a fifth
+of the memory. The neighbour planes 𝒲_{t,k}(Y_{t+k}) are sampled once per chunk at the
+points, and only the sparse blotch layer is warped inside the iterations.
 
 The data terms are means over the K planes too. A correction shared by the channels is fitted
 on all of them rather than on the luma alone: a gain scales the colour differences between
@@ -83,48 +87,78 @@ class Points:
     """Points where the data term is evaluated, and its residual there as an affine function
     of the fields.
 
-    Every term of r_t(x) = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) reads the fields g, h at the
-    same pixel x, in one of S frames, its *slots*: the frame t itself, then each neighbour
-    t + k. With X̂ = g (Y − μ) + μ + h, r is Σ_s ⟨c_s, (g, h)_{slots[t, s]}(x)⟩ + c₀ (see
-    :func:`coefficients`).
+    Every term of r_t(x) = X̂_t − Σ_k w_{t,k} 𝒲_{t,k}(X̂_{t+k}) reads the fields g, h of one
+    of S frames, its *slots*: the frame t itself, then each neighbour t + k (the frame itself
+    where t + k is outside the chunk; its weight is 0 there). With X̂ = g (Y − μ) + μ + h, r is
+    Σ_s ⟨c_s, (g, h)_s⟩ + c₀ (see :func:`coefficients`).
 
     The point shape (...) is (T, P) for a lattice (the same P pixels in every frame) or (n,)
     for scattered pixels, sorted by frame. ``q``: (...) the quadrature weight of each point;
     ``coef``: (..., S, 2, K) the coefficients of g and h in each slot, per plane; ``constant``: (..., K);
-    ``slots``: (T, S) long, the frame each slot reads (the frame itself where t + k is outside
-    the chunk; its weight is 0 there); ``frame``: (T, 1) or (n,), the frame of each point,
-    broadcastable to the point shape; ``basis``: Φ, the bilinear basis of the control points
-    as a map from one field per frame, (T·N, C), to its values at the points, (#points, C):
-    four non-zeros per row (:func:`dfdb.problem.point_basis`).
+    ``frame``: (T, 1) or (n,), the frame of each point, broadcastable to the point shape;
+    ``basis``: Φ, the bilinear basis of the control points (:func:`dfdb.problem.point_basis`,
+    four non-zeros per row), in one of two layouts:
+
+    - with ``slots`` (T, S) long, the frame each slot of a frame's points reads: a map from a
+      field per frame (T·N, C) to its values at the points, (#points, C); every slot reads
+      its frame's fields at the point itself (the frames gathered by :func:`slot_table`);
+    - without: a map (T·N, C) → (#points·S, C), row (i, s) reading the frame of slot s where
+      it sees point i (the long-range term's tracks).
     """
 
     q: torch.Tensor
     coef: torch.Tensor
     constant: torch.Tensor
-    slots: torch.Tensor
     frame: torch.Tensor
     basis: LinearMap
+    slots: torch.Tensor | None = None
 
-    def interpolate(self, table: torch.Tensor) -> torch.Tensor:
-        """Per-frame grid values (T, N, C) → their bilinear interpolation at the points (..., C)."""
-        return self.basis(table.reshape(-1, table.shape[-1])).view(*self.q.shape, table.shape[-1])
+    def fields_at(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The fields g, h (T, F, Gy, Gx) in every slot of every point, (..., S, 2·F), laid
+        out as :attr:`coef` (slot, then g/h, then channel)."""
+        slots, c = self.coef.shape[-3], 2 * g.shape[1]
+        table = field_table(g, h) if self.slots is None else slot_table(g, h, self.slots).view(-1, slots * c)
+        return self.basis(table).view(*self.q.shape, slots, c)
 
     def spread(self, values: torch.Tensor) -> torch.Tensor:
-        """The adjoint of :meth:`interpolate` (not differentiable): values (..., C) at the
-        points → (T, N, C) on the grid, each weighted by the basis functions there."""
-        return self.basis.transpose(values.reshape(-1, values.shape[-1])).view(self.slots.shape[0], -1, values.shape[-1])
+        """The adjoint of :meth:`fields_at` (not differentiable): values (..., S, C) in the
+        slots → (T·N, C) on the grid, each weighted by the basis functions there."""
+        slots, c = values.shape[-2:]
+        if self.slots is None:
+            return self.basis.transpose(values.reshape(-1, c))
+        t = self.slots.shape[0]
+        at = self.basis.transpose(values.reshape(-1, slots * c)).view(t, -1, slots, c).transpose(1, 2)
+        out = at.new_zeros(t, at.shape[2], c).index_add_(0, self.slots.reshape(-1), at.reshape(t * slots, -1, c))
+        return out.view(-1, c)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Pixels(Points):
     """The data term at full resolution: every pixel where the blotch layer enters it.
 
     ``y``: (n, K) the observed values; ``blotch_map`` B maps s (n_s,) to
-    S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) (n,), which is subtracted from the residual.
+    S_t − Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) (n,), which is subtracted from the residual;
+    ``at_blotches``: the bilinear basis at the blotch layer's own pixels, (T·N, C) → (n_s, C).
     """
 
     y: torch.Tensor
     blotch_map: LinearMap
+    at_blotches: LinearMap
+
+
+def slot_table(g: torch.Tensor, h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """The fields g, h (T, F, Gy, Gx) of the frame in each slot (T, S): (T, N, S·2·F), laid
+    out as :attr:`Points.coef` (slot, then g/h, then channel). A gather of a small table."""
+    t, s = slots.shape
+    table = field_table(g, h).view(g.shape[0], -1, 2 * g.shape[1])  # (T, N, 2F)
+    return table.index_select(0, slots.reshape(-1)).view(t, s, table.shape[1], -1).transpose(1, 2).reshape(t, table.shape[1], -1)
+
+
+def field_table(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The fields g, h (T, F, Gy, Gx) as one table (T·N, 2·F) for the bases: per control point
+    of each frame, the F gains then the F offsets."""
+    t, f = g.shape[:2]
+    return torch.cat([g.flatten(2), h.flatten(2)], 1).transpose(1, 2).reshape(-1, 2 * f)
 
 
 def pair_weights(valid: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -218,20 +252,12 @@ def per_frame(value: float | torch.Tensor, frames: torch.Tensor) -> float | torc
     return value[frames] if isinstance(value, torch.Tensor) else value
 
 
-def slot_table(g: torch.Tensor, h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """The fields g, h (T, F, Gy, Gx) of the frame in each slot (T, S): (T, N, S·2·F), laid
-    out as :attr:`Points.coef` (slot, then g/h, then channel). A gather of a small table."""
-    (t, k), s = g.shape[:2], slots.shape[1]
-    table = torch.stack([g.flatten(2), h.flatten(2)], 1).permute(0, 3, 1, 2)  # (T, N, 2, F)
-    return table.index_select(0, slots.reshape(-1)).view(t, s, -1, 2 * k).transpose(1, 2).reshape(t, -1, s * 2 * k)
-
-
 def affine_residual(g: torch.Tensor, h: torch.Tensor, points: Points) -> torch.Tensor:
     """X̂_t − Σ_k w_{t,k} X̂_{t+k} at the points, (..., K), blotches aside: the fields in every
     slot, interpolated in one product, times their coefficients. A field shared by the K planes
     (F = 1) meets their coefficients in one batched product, (1, S·2) @ (S·2, K): as fast to
     differentiate as one plane, where a broadcast product is not."""
-    table = points.interpolate(slot_table(g, h, points.slots))
+    table = points.fields_at(g, h)
     *lead, slots, two, k = points.coef.shape
     if g.shape[1] == 1:
         return (table.view(*lead, 1, slots * two) @ points.coef.view(*lead, slots * two, k)).squeeze(-2) + points.constant

@@ -78,8 +78,10 @@ def assemble(
     offsets' weights, which give the temporal weights (:func:`~dfdb.objective.pair_weights`);
     nb: (T, J); motion: the flows (:class:`~dfdb.flow.Motion`). The weights and the warped
     neighbours (:func:`~dfdb.flow.warp_points`) are evaluated at the sample points only.
-    ``far``: the long-range term's (nb (T, M), tracked values (T, P, M, K), weights (T, P, M))
-    at the points of :func:`lattice_points`, or None. ``shared``: one correction for all K planes.
+    ``far``: the long-range term's (nb (T, M), tracked positions (T, M, P, 2) px as (x, y),
+    tracked values (T, P, M, K), weights (T, P, M)) at the points of :func:`lattice_points`, or
+    None; its fields are read where the tracks are (:func:`slot_basis`). ``shared``: one
+    correction for all K planes.
     """
     t, _, h, w = y.shape
     dev = y.device
@@ -103,22 +105,26 @@ def assemble(
     n_exact = exact.view(t, -1).sum(1, dtype=torch.int32).to(y.dtype)
     share = (n_counted - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
     own = torch.arange(t, device=dev).unsqueeze(1)
+    slots = torch.cat([own, nb], 1)  # (T, S): the frame each slot reads
     y_lat = y[:, :, ly, lx].permute(0, 2, 1)  # (T, P, K)
     lat_frame, lat_y, lat_x = own.expand(t, ly.numel()).reshape(-1), ly.repeat(t), lx.repeat(t)
     basis = point_basis(lat_frame, lat_y, lat_x, t, (h, w), grid)
     w_lat = pair_weights(valid[:, :, 0, ly, lx], beta).permute(0, 2, 1)  # (T, P, J)
     y_nb = warp_points(y, motion, nb, lat_frame, lat_y, lat_x).view(t, ly.numel(), nb.shape[1], -1)  # (T, P, J, K)
     coef, constant = coefficients(y_lat, y_nb, w_lat)
-    lat = Points(q=on.to(y.dtype) * share.unsqueeze(1), coef=coef, constant=constant,
-                 slots=torch.cat([own, nb], 1), frame=own, basis=basis)
+    lat = Points(q=on.to(y.dtype) * share.unsqueeze(1), coef=coef, constant=constant, frame=own, basis=basis,
+                 slots=slots)
     far_lattice = None
     if far is not None:
         # Each lattice point stands for 1/P of the frame; blotch pixels stay out (S is not in the term).
-        far_nb, far_y, far_w = far
+        far_nb, far_pos, far_y, far_w = far
         counted = (far_w.sum(2) > 0) & ~touched[:, 0, ly, lx]
         coef, constant = coefficients(y_lat, far_y, far_w)
-        far_lattice = Points(q=counted.to(y.dtype) / ly.numel(), coef=coef, constant=constant,
-                             slots=torch.cat([own, far_nb], 1), frame=own, basis=basis)
+        far_pos = far_pos.transpose(1, 2).reshape(-1, far_nb.shape[1], 2)  # (T·P, M, 2)
+        far_basis = slot_basis(torch.cat([own, far_nb], 1)[lat_frame], lat_y, lat_x, far_pos[..., 1], far_pos[..., 0],
+                               t, (h, w), grid)
+        far_lattice = Points(q=counted.to(y.dtype) / ly.numel(), coef=coef, constant=constant, frame=own,
+                             basis=far_basis)
 
     idx = touched.view(-1).nonzero().squeeze(1)  # the points, ascending; point i is pixel idx[i]
     frame, py, px = idx // (h * w), (idx // w) % h, idx % w
@@ -128,11 +134,12 @@ def assemble(
     s_point = torch.searchsorted(idx, s_index)
     n, n_s = idx.numel(), s_index.numel()
     pixels = Pixels(
-        q=exact.view(-1)[idx].to(y.dtype) / (h * w), coef=coef, constant=constant, slots=lat.slots,
-        frame=frame, y=y_pix, basis=point_basis(frame, py, px, t, (h, w), grid),
+        q=exact.view(-1)[idx].to(y.dtype) / (h * w), coef=coef, constant=constant, frame=frame, y=y_pix,
+        basis=point_basis(frame, py, px, t, (h, w), grid), slots=slots,
         blotch_map=LinearMap(torch.cat([s_point, torch.searchsorted(idx, rows)]),
                              torch.cat([torch.arange(n_s, device=dev), cols]),
                              torch.cat([vals.new_ones(n_s), -vals]), (n, n_s)),
+        at_blotches=point_basis(frame[s_point], py[s_point], px[s_point], t, (h, w), grid),
     )
     return Problem(
         frames=t, size=(h, w), grid=grid, lattice=lat, far=far_lattice, pixels=pixels,
@@ -151,3 +158,14 @@ def point_basis(frame: torch.Tensor, yy: torch.Tensor, xx: torch.Tensor, frames:
     n, nodes = frame.numel(), grid[0] * grid[1]
     rows = torch.arange(n, device=frame.device).repeat_interleave(4)
     return LinearMap(rows, (frame.unsqueeze(1) * nodes + corner).reshape(-1), phi.reshape(-1), (n, frames * nodes))
+
+
+def slot_basis(frames: torch.Tensor, yy: torch.Tensor, xx: torch.Tensor, ty: torch.Tensor, tx: torch.Tensor,
+               count: int, size: tuple[int, int], grid: tuple[int, int]) -> LinearMap:
+    """Φ of points (yy, xx), each (n,), in all their slots: frames (n, S) the frame each slot
+    reads, the first the point's own (read at the point), the others at (ty, tx) (n, S − 1),
+    where the tracks have the point in those frames. Rows (i, s) in that order: the layout of
+    :attr:`Points.basis` without slots."""
+    ys = torch.cat([yy.to(ty.dtype).unsqueeze(1), ty], 1)
+    xs = torch.cat([xx.to(tx.dtype).unsqueeze(1), tx], 1)
+    return point_basis(frames.reshape(-1), ys.reshape(-1), xs.reshape(-1), count, size, grid)

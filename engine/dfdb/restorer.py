@@ -275,18 +275,19 @@ class Tracks:
     values: torch.Tensor
     beta: torch.Tensor
 
-    def term(self, support: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(nb (T, M), values (T, P, M, K), weights (T, P, M)) for :func:`problem.assemble`: the
-        pairs alive on both sides, renormalised. With the blotch layer's ``support`` (T, 1, H, W)
-        bool, a pair whose point lands on it in its frame is dropped with its mirror: a value
-        tracked onto a blotch is not the scene's."""
+    def term(self, support: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(nb (T, M), positions (T, M, P, 2), values (T, P, M, K), weights (T, P, M)) for
+        :func:`problem.assemble`: the pairs alive on both sides, renormalised. With the blotch
+        layer's ``support`` (T, 1, H, W) bool, a pair whose point lands on it in its frame is
+        dropped with its mirror: a value tracked onto a blotch is not the scene's."""
         alive = self.alive
         if support is not None:
             h, w = support.shape[-2:]
             x = self.pos[..., 0].round().long().clamp(0, w - 1)
             y = self.pos[..., 1].round().long().clamp(0, h - 1)
             alive = alive & ~support[self.nb.unsqueeze(2).expand_as(alive), 0, y, x]
-        return self.nb, self.values, pair_weights(alive, self.beta).transpose(1, 2)
+        return self.nb, self.pos, self.values, pair_weights(alive, self.beta).transpose(1, 2)
 
 
 def long_range(y: torch.Tensor, motion: Motion, reach: int, every: int) -> Tracks:
@@ -735,7 +736,7 @@ class Restorer:
             if unclipped:
                 high, low = clipped(sample)
                 ok = ok * ~(high | low)
-            num += ok * restore(sample, gain[nt, :, yi, xi], offset[nt, :, yi, xi])
+            num += ok * restore(sample, sample_points(gain, nt, px, py), sample_points(offset, nt, px, py))
             den += ok
         return num / den.clamp(min=1e-12), den
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .model import restore
-from .objective import Problem, energy, slot_table, smooth_part
+from .objective import Problem, energy, field_table, smooth_part
 
 #: η for every iteration when not autotuned: how far beyond the safe 1/L bound to step.
 DEFAULT_STEP = 1.5
@@ -78,9 +78,7 @@ def preconditioner(p: Problem) -> Variables:
     diag = torch.zeros(t, nodes, 2, k, dtype=pix.coef.dtype, device=pix.coef.device)
     for points, weight in parts:
         squares = points.q[..., None, None, None] * points.coef.pow(2)  # (..., S, 2, K)
-        slots = points.slots.shape[1]
-        spread = points.spread(squares.flatten(-3)).view(t, nodes, slots, 2, k).transpose(1, 2)
-        diag.index_add_(0, points.slots.reshape(-1), spread.reshape(-1, nodes, 2, k), alpha=weight)
+        diag.add_(points.spread(squares.flatten(-2)).view(t, nodes, 2, k), alpha=weight)
     edges = (gy - 1) * gx + gy * (gx - 1)
     reg = (4.0 * p.weights.lambda_r / edges if edges else 0.0) + 2.0 * (p.weights.lambda_p + p.weights.lambda_0) / nodes
     f = p.fields
@@ -132,7 +130,7 @@ def project_box(v: Variables, p: Problem) -> torch.Tensor:
     if v.s.numel() == 0:
         return v.s
     pix = p.pixels
-    fields = pix.interpolate(slot_table(v.g, v.h, pix.slots[:, :1]))[p.s_point].view(-1, 2, p.fields)
+    fields = pix.at_blotches(field_table(v.g, v.h)).view(-1, 2, p.fields)
     at = restore(pix.y[p.s_point], fields[:, 0], fields[:, 1]).mean(1)
     return torch.minimum(torch.maximum(v.s, at - 1.0), at)
 
@@ -178,9 +176,9 @@ def autotune(p: Problem, iterations: int, steps: int = 15, lr: float = 0.15) -> 
 
     Starts from the shipped defaults and keeps them if tuning does not lower E.
     """
-    base = Schedule.default(iterations).to(p.lattice.slots.device)
-    log_eta = torch.zeros(iterations, device=p.lattice.slots.device, requires_grad=True)
-    log_tau = torch.zeros(iterations, device=p.lattice.slots.device, requires_grad=True)
+    base = Schedule.default(iterations).to(p.lattice.q.device)
+    log_eta = torch.zeros(iterations, device=p.lattice.q.device, requires_grad=True)
+    log_tau = torch.zeros(iterations, device=p.lattice.q.device, requires_grad=True)
     opt = torch.optim.Adam([log_eta, log_tau], lr=lr)
 
     def objective_after(schedule: Schedule, create_graph: bool) -> torch.Tensor:
