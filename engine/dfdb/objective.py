@@ -36,8 +36,8 @@ t + m at 𝒯_{t,m}(x), not at x: its points travel tens of pixels, and spatiall
 changes across the frame (a gain mode of σ 0.1 across 320 px moves by 0.001 per px), so a
 neighbour's correction read at x was off by as much as the flicker on a pan (bikes: +0.5 dB,
 residual flicker 0.29 → 0.26 of the input's). The short window's neighbours are a few pixels
-away: there the fields are read at x, which measured the same to 0.005 dB and costs a fifth
-of the memory. The neighbour planes 𝒲_{t,k}(Y_{t+k}) are sampled once per chunk at the
+away: there the fields are read at x, which measured the same to 0.005 dB with a basis of a
+fifth of the entries. The neighbour planes 𝒲_{t,k}(Y_{t+k}) are sampled once per chunk at the
 points, and only the sparse blotch layer is warped inside the iterations.
 
 The data terms are means over the K planes too. A correction shared by the channels is fitted
@@ -149,16 +149,15 @@ class Pixels(Points):
 def slot_table(g: torch.Tensor, h: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     """The fields g, h (T, F, Gy, Gx) of the frame in each slot (T, S): (T, N, S·2·F), laid
     out as :attr:`Points.coef` (slot, then g/h, then channel). A gather of a small table."""
-    t, s = slots.shape
-    table = field_table(g, h).view(g.shape[0], -1, 2 * g.shape[1])  # (T, N, 2F)
-    return table.index_select(0, slots.reshape(-1)).view(t, s, table.shape[1], -1).transpose(1, 2).reshape(t, table.shape[1], -1)
+    (t, s), nodes = slots.shape, g.shape[2] * g.shape[3]
+    table = field_table(g, h).view(g.shape[0], nodes, -1)  # (T, N, 2F)
+    return table.index_select(0, slots.reshape(-1)).view(t, s, nodes, -1).transpose(1, 2).reshape(t, nodes, -1)
 
 
 def field_table(g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """The fields g, h (T, F, Gy, Gx) as one table (T·N, 2·F) for the bases: per control point
     of each frame, the F gains then the F offsets."""
-    t, f = g.shape[:2]
-    return torch.cat([g.flatten(2), h.flatten(2)], 1).transpose(1, 2).reshape(-1, 2 * f)
+    return torch.cat([g.flatten(2), h.flatten(2)], 1).transpose(1, 2).reshape(-1, 2 * g.shape[1])
 
 
 def pair_weights(valid: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:

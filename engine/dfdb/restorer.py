@@ -9,8 +9,8 @@ between chunks so that every pair of frames is matched once.
 
 Per chunk: flow to the neighbours → temporal weights and warped neighbours at the sample
 points, the long-range term's tracks → FISTA on (g, h) alone (robust Huber data terms) → noise
-level and the allowed blotch support → FISTA on (g, h, S) → debiased blotch repair → restored
-frames. The fit may work at a fraction of the frames' resolution (``params.work_scale``, the
+level and the allowed blotch support → FISTA on (g, h, S) → debiased blotch repair → clipped
+samples bounded by the neighbours that saw them → restored frames. The fit may work at a fraction of the frames' resolution (``params.work_scale``, the
 ``fast`` preset's half): its planes, flows and masks are taken to that size, and the blotch
 support and flows brought back to the frames' for the repairs.
 """
