@@ -10,9 +10,10 @@ between chunks so that every pair of frames is matched once.
 Per chunk: flow to the neighbours → temporal weights and warped neighbours at the sample
 points, the long-range term's tracks → FISTA on (g, h) alone (robust Huber data terms) → noise
 level and the allowed blotch support → FISTA on (g, h, S) → debiased blotch repair → clipped
-samples bounded by the neighbours that saw them → restored frames. The fit may work at a fraction of the frames' resolution (``params.work_scale``, the
-``fast`` preset's half): its planes, flows and masks are taken to that size, and the blotch
-support and flows brought back to the frames' for the repairs.
+samples bounded by the neighbours that saw them → restored frames. The fit may work at a
+fraction of the frames' resolution (``params.work_scale``, the ``fast`` preset's half): its
+planes, flows and masks are taken to that size, and the blotch support and flows brought back
+to the frames' for the repairs.
 """
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ FIRST_PASS_DELTA = 0.04
 #: seven cases (flicker ratio 0.01–0.04 lower) for under a tenth more time.
 FIRST_PASS_ITERATIONS = 2
 #: The first pass's λ_R, as a multiple of the objective's, where a second pass follows (blotches
-#: on). It has no blotch layer, and a light
-#: grid bends its correction towards a blotch's outlying values around it: pixels there then
-#: differ from their neighbours and become blotch candidates. With λ_R at 0.01 and this at 1,
+#: on). It has no blotch layer, and a light grid bends its correction towards a blotch's
+#: outlying values around it: pixels there then differ from their neighbours and become blotch
+#: candidates. With λ_R at 0.01 and this at 1,
 #: the ring repaired around each of two overlapping blotches grew from 1 to 2 px (281 → 448
 #: pixels outside them in the overlap test); at 5 it stays at 304, and the benchmark's mean gain
 #: keeps all but 0.04 dB of the light grid's 0.25.
