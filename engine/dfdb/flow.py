@@ -13,6 +13,7 @@ that frame_t(x) ≈ frame_{t+k}(x + u(x)).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -425,15 +426,23 @@ def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     Computed a block of frames at a time (:func:`frame_blocks`).
     """
     n, c, h, w = frames.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
-                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
-    at = torch.stack([xs, ys], dim=-1)
-    unit = flow.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
+    start, unit = _sampling_grid(h, w, flow.dtype, flow.device)
     out = frames.new_empty(n, c, h, w)
     for b in frame_blocks(n, (h, w), frames.device):
-        grid = (flow[b] + at).mul_(unit).sub_(1.0)  # grid_sample's coordinates
+        grid = torch.addcmul(start, flow[b], unit)  # grid_sample's coordinates of x + flow
         out[b] = F.grid_sample(frames[b], grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _sampling_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """grid_sample's coordinates (H, W, 2) of the pixels of an H×W frame, in [−1, 1]
+    (``align_corners``), and the size of a pixel in them, (2,) for (x, y): the warps of a
+    chunk share them (made once, they save a pass over the frame per warp)."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
+                            torch.arange(w, device=device, dtype=dtype), indexing="ij")
+    unit = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=device, dtype=dtype)
+    return torch.stack([xs, ys], dim=-1).mul_(unit).sub_(1.0), unit
 
 
 def sample_points(frames: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ pixels it stands for, each full-resolution point the weight of one pixel.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -71,6 +72,7 @@ def assemble(
     support: torch.Tensor | None = None,
     far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     shared: bool = False,
+    previous: Problem | None = None,
 ) -> Problem:
     """The chunk's problem; S allowed on ``support`` (T, 1, H, W) bool, or nowhere.
 
@@ -81,7 +83,8 @@ def assemble(
     ``far``: the long-range term's (nb (T, M), tracked positions (T, M, P, 2) px as (x, y),
     tracked values (T, P, M, K), weights (T, P, M)) at the points of :func:`lattice_points`, or
     None; its fields are read where the tracks are (:func:`slot_basis`). ``shared``: one
-    correction for all K planes.
+    correction for all K planes. ``previous``: a problem of the same chunk (the first pass's),
+    whose lattice terms are taken over: of them only the weights depend on the support.
     """
     t, _, h, w = y.shape
     dev = y.device
@@ -106,23 +109,29 @@ def assemble(
     share = (n_counted - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
     own = torch.arange(t, device=dev).unsqueeze(1)
     slots = torch.cat([own, nb], 1)  # (T, S): the frame each slot reads
+    q_lat = on.to(y.dtype) * share.unsqueeze(1)
     y_lat = y[:, :, ly, lx].permute(0, 2, 1)  # (T, P, K)
     lat_frame, lat_y, lat_x = own.expand(t, ly.numel()).reshape(-1), ly.repeat(t), lx.repeat(t)
-    basis = point_basis(lat_frame, lat_y, lat_x, t, (h, w), grid)
-    w_lat = pair_weights(valid[:, :, 0, ly, lx], beta).permute(0, 2, 1)  # (T, P, J)
-    y_nb = warp_points(y, motion, nb, lat_frame, lat_y, lat_x).view(t, ly.numel(), nb.shape[1], -1)  # (T, P, J, K)
-    coef, constant = coefficients(y_lat, y_nb, w_lat)
-    lat = Points(q=on.to(y.dtype) * share.unsqueeze(1), coef=coef, constant=constant, frame=own, basis=basis,
-                 slots=slots)
+    if previous is not None:
+        lat = dataclasses.replace(previous.lattice, q=q_lat)
+    else:
+        basis = point_basis(lat_frame, lat_y, lat_x, t, (h, w), grid)
+        w_lat = pair_weights(valid[:, :, 0, ly, lx], beta).permute(0, 2, 1)  # (T, P, J)
+        y_nb = warp_points(y, motion, nb, lat_frame, lat_y, lat_x).view(t, ly.numel(), nb.shape[1], -1)  # (T, P, J, K)
+        coef, constant = coefficients(y_lat, y_nb, w_lat)
+        lat = Points(q=q_lat, coef=coef, constant=constant, frame=own, basis=basis, slots=slots)
     far_lattice = None
     if far is not None:
         # Each lattice point stands for 1/P of the frame; blotch pixels stay out (S is not in the term).
         far_nb, far_pos, far_y, far_w = far
         counted = (far_w.sum(2) > 0) & ~touched[:, 0, ly, lx]
         coef, constant = coefficients(y_lat, far_y, far_w)
-        far_pos = far_pos.transpose(1, 2).reshape(-1, far_nb.shape[1], 2)  # (T·P, M, 2)
-        far_basis = slot_basis(torch.cat([own, far_nb], 1)[lat_frame], lat_y, lat_x, far_pos[..., 1], far_pos[..., 0],
-                               t, (h, w), grid)
+        if previous is not None and previous.far is not None:
+            far_basis = previous.far.basis  # the tracks' positions do not depend on the support
+        else:
+            far_pos = far_pos.transpose(1, 2).reshape(-1, far_nb.shape[1], 2)  # (T·P, M, 2)
+            far_basis = slot_basis(torch.cat([own, far_nb], 1)[lat_frame], lat_y, lat_x, far_pos[..., 1],
+                                   far_pos[..., 0], t, (h, w), grid)
         far_lattice = Points(q=counted.to(y.dtype) / ly.numel(), coef=coef, constant=constant, frame=own,
                              basis=far_basis)
 

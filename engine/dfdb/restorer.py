@@ -162,15 +162,17 @@ def neighbour_beta(radius: int, device: torch.device) -> torch.Tensor:
     return torch.tensor([NEIGHBOUR_WEIGHTS[radius][abs(k) - 1] for k in offsets(radius)], device=device)
 
 
-def neighbour_plane(y: torch.Tensor, motion: Motion, nb: torch.Tensor, frames: slice, j: int) -> torch.Tensor:
+def neighbour_plane(y: torch.Tensor, motion: Motion, nb: torch.Tensor, frames: slice, j: int,
+                    first: int = 0) -> torch.Tensor:
     """𝒲_{t,k}(Y_{t+k}) (n, K, H, W) for the frames t of ``frames`` and their neighbour j: the
-    planes y (T, K, H, W) of the neighbours nb (T, J) warped along the flows, a block of
-    frames at a time (the dense flows exist for a block only)."""
+    planes y of the neighbours nb (T, J) warped along the flows, a block of frames at a time
+    (the dense flows exist for a block only). y holds the frames ``first`` onwards (its
+    first plane is frame ``first``), which must include every neighbour read."""
     n = frames.stop - frames.start
     out = y.new_empty(n, *y.shape[1:])
     for b in frame_blocks(n, y.shape[2:], y.device):
         at = slice(frames.start + b.start, frames.start + min(b.stop, n))
-        out[b] = warp(y.index_select(0, nb[at, j]), motion.dense(at, j))
+        out[b] = warp(y.index_select(0, nb[at, j] - first), motion.dense(at, j))
     return out
 
 
@@ -182,19 +184,20 @@ def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, pres
 
     y (T, K, H, W), motion, valid and present (T, J, 1, H, W), nb (T, J) as in
     :meth:`Restorer._fit`; threshold (T,) intensity; spotted (2, T, H, W) bool from
-    :func:`unexplained`, or None. The warped, corrected neighbour planes are made one offset
-    at a time (:func:`neighbour_plane`, :func:`corrected_luma`) and go to
+    :func:`unexplained`, or None. The frames and their neighbours are corrected once
+    (:func:`corrected_luma`), each neighbour with its own fields where the flow lands; the
+    warped planes are made one offset at a time (:func:`neighbour_plane`) and go to
     :func:`blotch.candidates` as they come, each with its spots on the side away from t.
     """
-    x0 = corrected_luma(y[frames], g[frames], h[frames])
     around = nb[frames]
-    x0_nb = (corrected_luma(neighbour_plane(y, motion, nb, frames, j), g[around[:, j]], h[around[:, j]])
-             for j in range(nb.shape[1]))
+    lo, hi = min(frames.start, int(around.min())), max(frames.stop, int(around.max()) + 1)  # with all neighbours
+    x = corrected_luma(y[lo:hi], g[lo:hi], h[lo:hi])
+    x0_nb = (neighbour_plane(x, motion, nb, frames, j, lo) for j in range(nb.shape[1]))
     out = torch.zeros(y.shape[0], 1, *y.shape[2:], dtype=torch.bool, device=y.device)
     ks = offsets(nb.shape[1] // 2)
     spots = None if spotted is None else (spotted[int(k > 0)][around[:, j]].unsqueeze(1) for j, k in enumerate(ks))
-    out[frames] = blotch.candidates(x0, x0_nb, valid[frames], present[frames], in_shot(around),
-                                    threshold[frames].view(-1, 1, 1, 1), spots)
+    out[frames] = blotch.candidates(x[frames.start - lo:frames.stop - lo], x0_nb, valid[frames], present[frames],
+                                    in_shot(around), threshold[frames].view(-1, 1, 1, 1), spots)
     return out
 
 
@@ -575,7 +578,7 @@ class Restorer:
             del flat
             support &= torch.from_numpy(impulsive).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
-            problem = self._problem(y, valid, nb, motion, lam, support, far)
+            problem = self._problem(y, valid, nb, motion, lam, support, far, previous=problem)
         schedule = self._schedule_for(problem)
         with torch.no_grad():
             start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
@@ -596,15 +599,17 @@ class Restorer:
 
     def _problem(self, y: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
                  lam: Weights, support: torch.Tensor | None = None,
-                 far: Tracks | None = None) -> Problem:
+                 far: Tracks | None = None, previous: Problem | None = None) -> Problem:
         """:func:`assemble` the chunk's problem (shapes as in :meth:`_fit`), with the temporal
         weights derived from ``valid`` on the spot: they are not held between the two passes;
-        the long-range term's pairs leave out the tracks that land on the blotch ``support``."""
+        the long-range term's pairs leave out the tracks that land on the blotch ``support``;
+        the second pass takes the lattice terms over from the first's problem (``previous``)."""
         p = self.params
         t = y.shape[0]
         return assemble(y, valid, neighbour_beta(p.radius, y.device), nb, motion, p.grid, lam,
                         gaussian_average(t, GAUGE_SIGMA, y.device), support,
-                        far.term(support) if far is not None else None, shared=not p.per_channel)
+                        far.term(support) if far is not None else None, shared=not p.per_channel,
+                        previous=previous)
 
     def _schedule_for(self, problem: Problem) -> Schedule:
         """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""
