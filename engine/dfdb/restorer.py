@@ -32,8 +32,8 @@ from .errors import Cancelled, InputError
 from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, luma, sample_points, track, warp
 from .frames import RestoredFrame
 from .model import clipped, restore, upsample
-from .objective import Problem, Weights, any_paired, pair_weights, residual, unbiased
-from .problem import assemble, lattice_points
+from .objective import Problem, Weights, any_paired, field_table, pair_weights, residual, unbiased
+from .problem import assemble, basis_at, lattice_points
 from .params import Params
 from .solver import Schedule, Variables, autotune, fista
 
@@ -473,7 +473,7 @@ class Restorer:
             keys, cache = list(range(t)), {}
         # Without motion every flow is 0: a constant field, held on a 1×1 grid.
         grid = self._flow.size(frame) if self.params.motion else (1, 1)
-        field = np.zeros((t, len(ks), *grid, 2), np.float32)
+        field = np.zeros((t, len(ks), 2, *grid), np.float32)  # Motion's layout
         valid = np.zeros((t, len(ks), 1, *size), bool)
         nb = np.tile(np.arange(t)[:, None], (1, len(ks)))
         for i in range(t):
@@ -485,9 +485,9 @@ class Restorer:
                     valid[i, j, 0] = True
                 else:
                     flow = self._pair_flow(keys[i], keys[i + k], lumas[i], lumas[i + k], k, cache)
-                    field[i, j], valid[i, j, 0] = flow.field, flow.validity(size)
+                    field[i, j], valid[i, j, 0] = flow.field.transpose(2, 0, 1), flow.validity(size)
         dev = self.device
-        motion = Motion(torch.from_numpy(field).to(dev).permute(0, 1, 4, 2, 3).contiguous(), frame).resized(size)
+        motion = Motion(torch.from_numpy(field).to(dev), frame).resized(size)
         nb_t = torch.from_numpy(nb).to(dev)
         there = in_shot(nb_t).view(t, -1, 1, 1, 1)
         present = torch.empty(t, len(ks), 1, *size, dtype=torch.bool, device=dev)
@@ -631,14 +631,15 @@ class Restorer:
             lo, hi = max(core.start - p.radius, 0), min(core.stop + p.radius, len(ctx))
         colour = self._colour(ctx[lo:hi])
         t, _, hh, ww = colour.shape
+        # The fields stay on the grid: upsampled a block of frames at a time, read at points.
         if g is None:
-            gain = torch.ones(t, 1, hh, ww, device=colour.device)
+            gain = torch.ones(t, 1, 1, 1, device=colour.device)
             offset = torch.zeros_like(gain)
         else:
-            gain, offset = upsample(g[lo:hi], (hh, ww)), upsample(h[lo:hi], (hh, ww))
+            gain, offset = g[lo:hi], h[lo:hi]
         corrected = torch.empty_like(colour)
         for b in frame_blocks(t, (hh, ww), colour.device):  # the temporaries stay in the cache
-            corrected[b] = restore(colour[b], gain[b], offset[b])
+            corrected[b] = restore(colour[b], upsample(gain[b], (hh, ww)), upsample(offset[b], (hh, ww)))
         cidx = torch.arange(core.start - lo, core.stop - lo, device=colour.device)
         # Frame indices within the span: the core's neighbours all lie in it. The support and
         # flows of a fit at a lower resolution are brought to the frame's.
@@ -659,7 +660,7 @@ class Restorer:
             if f.image.shape[-1] == 4:
                 img = np.concatenate([img, f.image[..., 3:]], axis=-1)
             mask = repaired[j, 0].float().cpu().numpy()
-            gmap, omap = gain[j].mean(0).cpu().numpy(), offset[j].mean(0).cpu().numpy()
+            gmap, omap = (upsample(x[j:j + 1], (hh, ww))[0].mean(0).cpu().numpy() for x in (gain, offset))
             out.append(RestoredFrame(f.index, np.ascontiguousarray(img, dtype=np.float32), mask, gmap, omap,
                                      _stats(f, mask, gmap, omap)))
         return out
@@ -724,7 +725,9 @@ class Restorer:
 
         Neighbour k counts where it is usable (T, J, 1, h, w: at the fit's size, read at the
         nearest pixel) and its own pixel is not repaired; with ``unclipped``, per channel, only
-        where its sample is not clipped either. Shapes as in :meth:`_solve`.
+        where its sample is not clipped either. ``gain``, ``offset``: the fields on their grid
+        (T, F, Gy, Gx), read where the flow lands (:func:`fields_at`); other shapes as in
+        :meth:`_solve`.
         """
         uy, ux = yi * usable.shape[-2] // repaired.shape[-2], xi * usable.shape[-1] // repaired.shape[-1]
         ks = offsets(self.params.radius)
@@ -742,9 +745,21 @@ class Restorer:
             if unclipped:
                 high, low = clipped(sample)
                 ok = ok * ~(high | low)
-            num += ok * restore(sample, sample_points(gain, nt, px, py), sample_points(offset, nt, px, py))
+            num += ok * restore(sample, *fields_at(gain, offset, nt, px, py, colour.shape[-2:]))
             den += ok
         return num / den.clamp(min=1e-12), den
+
+
+def fields_at(g: torch.Tensor, h: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+              size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fields g, h (T, F, Gy, Gx) of frames t upsampled to H×W (``size``) as
+    :func:`upsample` does, read at the points (x, y) px (each (n,), fractional): (n, F) each,
+    without the dense fields."""
+    f, nodes = g.shape[1], g.shape[2] * g.shape[3]
+    corner, phi = basis_at(y, x, size, g.shape[-2:])
+    table = field_table(g, h)  # (T·N, 2F)
+    values = (table[t.unsqueeze(1) * nodes + corner] * phi.unsqueeze(-1)).sum(1)
+    return values[:, :f], values[:, f:]
 
 
 def _stats(f: _Frame, mask: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> dict[str, Any]:
