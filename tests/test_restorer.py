@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dfdb import Params, Restorer
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.errors import InputError
 from dfdb.cuts import is_cut, thumbnail
 from dfdb.flow import luma
+from dfdb.flow import Motion
 from dfdb.restorer import chunk_frames
 
 H, W = 72, 96
@@ -119,6 +121,34 @@ def test_blotches_that_overlap_in_consecutive_frames_are_repaired():
     outs = run(frames)
     assert_spots_repaired(images(outs), clean, frames, inside)
     assert (masks(outs) & ~inside).sum() < 0.5 * inside.sum()
+
+
+def test_the_repair_grows_over_a_blotch_rim_and_nowhere_else():
+    """Dirt fades out at its edge; where texture is dense the rim's pixels pass for scene
+    content and are not detected. The repair grows from a detected blotch, a pixel at a time,
+    into neighbouring pixels far from what the frames around show (hysteresis), and stops
+    where they agree; a deviation that touches no blotch is left alone."""
+    t, h, w = 5, 32, 40
+    scene = torch.full((t, 3, h, w), 0.5)
+    colour = scene.clone()
+    detected = torch.zeros(t, 1, h, w, dtype=torch.bool)
+    detected[2, 0, 10:16, 10:16] = True
+    colour[2, :, 10:16, 10:16] = 0.05  # the body, detected
+    colour[2, :, 9:17, 9:17][..., [0, -1], :] = 0.3  # its rim: rows, then columns, 0.2 off
+    colour[2, :, 9:17, 9:17][..., :, [0, -1]] = 0.3
+    colour[2, :, 8:18, 8:18][..., [0, -1], :] = 0.46  # beyond: 0.04 off, the scene's own
+    colour[2, :, 8:18, 8:18][..., :, [0, -1]] = 0.46
+    colour[2, :, 25:28, 30:33] = 0.3  # 0.2 off, but touching no blotch
+    r = Restorer(Params())
+    nb = torch.tensor([[i + k if 0 <= i + k < t else i for k in (-2, -1, 1, 2)] for i in range(t)])
+    motion = Motion(torch.zeros(t, 4, 2, 1, 1), (h, w))
+    usable = torch.ones(t, 4, 1, h, w, dtype=torch.bool)
+    ones, zeros = torch.ones(t, 1, 1, 1), torch.zeros(t, 1, 1, 1)
+    grown = r._grow(colour.clone(), colour, ones, zeros, detected, motion, usable, nb, torch.arange(t))
+    rim = torch.zeros_like(detected)
+    rim[2, 0, 9:17, 9:17] = True
+    assert bool(grown[rim].all()), "the rim is not covered"
+    assert int(grown.sum()) == int(rim.sum()), "the repair grew beyond the rim"
 
 
 def test_global_flicker_on_a_still_scene():

@@ -48,6 +48,16 @@ CANDIDATE_FRACTION = 0.8
 UNEXPLAINED_RADIUS = 4
 #: The repair covers the blotch layer's support dilated by this many pixels: the soft rim.
 RIM_PIXELS = 1
+#: Beyond that, the repair grows this many pixels outwards (:meth:`Restorer._grow`) into pixels
+#: whose luma is this far (intensity, over the sensitivity) from their neighbours' estimate:
+#: the rim of a strong blotch fades out over several pixels, and those pixels were missed (a
+#: fixed rim of 2 px instead caught them and everything else: precision 0.84 → 0.61 on
+#: bigbuckbunny/severe, false repairs 0.15 % on carphone/flicker_only). Measured on the
+#: benchmark, against no growth: blotch error 0.205 → 0.199 of the input's on bigbuckbunny,
+#: 0.150 → 0.137 on bikes, PSNR +0.02…+0.12 dB on four cases; carphone's false repairs
+#: 0.086 → 0.094 % (margin 0.10: 0.098 %; 0.05 in one step: 0.102 %).
+GROWTH_STEPS = 2
+GROWTH_MARGIN = 0.12
 #: Huber threshold of the first, S-free pass (intensity units).
 FIRST_PASS_DELTA = 0.04
 #: The first pass runs this many times the preset's iterations. Its problem is the lattice
@@ -645,6 +655,7 @@ class Restorer:
         # flows of a fit at a lower resolution are brought to the frame's.
         repaired, usable = blotch.resized(repaired[lo:hi], (hh, ww)), usable[lo:hi]
         motion, nb = motion.frames(lo, hi).resized((hh, ww)), nb[lo:hi] - lo
+        repaired = self._grow(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
         corrected = self._repair(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
         if p.flicker and g is not None:
             corrected = self._unclip(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
@@ -664,6 +675,28 @@ class Restorer:
             out.append(RestoredFrame(f.index, np.ascontiguousarray(img, dtype=np.float32), mask, gmap, omap,
                                      _stats(f, mask, gmap, omap)))
         return out
+
+    def _grow(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
+        """The repaired support of ``frames`` grown by up to :data:`GROWTH_STEPS` pixels into
+        the pixels next to it whose luma (corrected, unrepaired) lies more than
+        :data:`GROWTH_MARGIN` from the motion-compensated neighbours' estimate
+        (:meth:`_from_neighbours`): hysteresis, the blotch's rim by a lower threshold than its
+        body, where it touches the body. Shapes as in :meth:`_solve`; a new mask.
+        """
+        margin = GROWTH_MARGIN / self.params.sensitivity
+        grown = repaired.clone()
+        inside = torch.zeros_like(repaired)
+        inside[frames] = True
+        for _ in range(GROWTH_STEPS):
+            ring = (blotch.dilate(grown, 1) & ~grown & inside).nonzero()
+            if ring.numel() == 0:
+                break
+            ti, yi, xi = ring[:, 0], ring[:, 2], ring[:, 3]
+            estimate, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi)
+            far = (corrected[ti, :, yi, xi] - estimate).mean(1).abs() > margin
+            take = far & (weight[:, 0] > 0)
+            grown[ti[take], 0, yi[take], xi[take]] = True
+        return grown
 
     def _repair(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
         """Replace blotch-support pixels of ``frames`` by the motion-compensated neighbours' average.
