@@ -4,11 +4,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.linear import LinearMap
-from dfdb.objective import Weights, any_paired, energy, paired, residual
+from dfdb import Params, Restorer, problem
+from dfdb.objective import Weights, any_paired, censored, energy, paired, residual, sides
 from dfdb.problem import assemble
 from dfdb.flow import Motion, lands_inside, sample_points, track, warp, warp_points
 from dfdb.objective import affine_residual
@@ -233,3 +235,37 @@ def test_any_paired_is_paired_reduced_over_the_offsets():
         valid = torch.rand(3, j, 1, 5, 7, generator=gen) > 0.4
         assert torch.equal(any_paired(valid), paired(valid).any(1))
 
+
+
+def test_a_clipped_sample_bounds_its_residual_on_one_side():
+    """At white, the scene was at least as bright as the scan says: where frame t's own sample
+    is clipped (or a weighted neighbour's at black), only a positive residual contradicts the
+    fields; the other way round only a negative one; clipped both ways, neither."""
+    y = torch.tensor([[0.5], [1.0], [0.5], [0.5], [1.0], [0.0]])  # (n, K = 1)
+    y_nb = torch.tensor([[[0.4], [0.6]], [[0.4], [0.6]], [[0.0], [0.6]], [[1.0], [0.6]], [[1.0], [0.6]], [[1.0], [0.6]]])
+    w = torch.tensor([[0.5, 0.5]] * 5 + [[0.0, 1.0]])  # the last one's clipped neighbour has no weight
+    s = sides(y, y_nb, w)[..., 0]
+    assert s.tolist() == [[1, 1], [1, 0], [1, 0], [0, 1], [0, 0], [0, 1]]
+    r = torch.tensor([[0.25], [-0.25]])
+    both, positive = torch.tensor([[[1.0], [1.0]]] * 2), torch.tensor([[[1.0], [0.0]]] * 2)
+    assert censored(r, both).tolist() == [[0.25], [-0.25]]
+    assert censored(r, positive).tolist() == [[0.25], [0.0]]
+
+
+def test_clipped_highlights_do_not_bias_the_fitted_gain(monkeypatch: pytest.MonkeyPatch):
+    """A bright frame whose highlights clipped looks less bright than it was: fitted to the
+    clipped values as if they were measured, its gain comes out too high (the highlights are
+    pulled towards the neighbours'). Read as bounds, they leave the fit to the rest."""
+    clean = np.repeat(0.35 + 0.7 * make_scene("static", 1, 48, 64, seed=5), 12, axis=0)
+    gains = np.array([1.0, 1.25, 0.9, 1.1, 0.85, 1.3] * 2, np.float32)
+    frames = np.clip(clean * gains[:, None, None, None], 0, 1).astype(np.float32)
+    assert (frames >= 1).mean() > 0.02
+
+    def gain_error() -> float:
+        fitted = np.stack([o.gain.mean() for o in Restorer(Params(grid=(1, 1), blotches=False)).process(frames)])
+        return float(np.abs(fitted * gains / (fitted * gains).mean() - 1).mean())
+
+    censoring = gain_error()
+    monkeypatch.setattr(problem, "sides", lambda y, y_nb, w: None)
+    plain = gain_error()
+    assert censoring < 0.6 * plain, f"gain error {censoring:.4f} read as bounds, {plain:.4f} as values"

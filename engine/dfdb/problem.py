@@ -15,7 +15,7 @@ import torch
 from . import blotch
 from .flow import Motion, warp_points
 from .linear import LinearMap
-from .objective import Pixels, Points, Problem, Weights, coefficients, any_paired, pair_weights, paired
+from .objective import Pixels, Points, Problem, Weights, any_paired, coefficients, pair_weights, paired, sides
 
 #: Lattice points per frame for the smooth part of the data term: some forty per control
 #: point of a 6×6 grid. Halving it from 3 000 made the solve 15 % faster and moved the
@@ -119,7 +119,8 @@ def assemble(
         w_lat = pair_weights(valid[:, :, 0, ly, lx], beta).permute(0, 2, 1)  # (T, P, J)
         y_nb = warp_points(y, motion, nb, lat_frame, lat_y, lat_x).view(t, ly.numel(), nb.shape[1], -1)  # (T, P, J, K)
         coef, constant = coefficients(y_lat, y_nb, w_lat)
-        lat = Points(q=q_lat, coef=coef, constant=constant, frame=own, basis=basis, slots=slots)
+        lat = Points(q=q_lat, coef=coef, constant=constant, frame=own, basis=basis, slots=slots,
+                     sides=sides(y_lat, y_nb, w_lat))
     far_lattice = None
     if far is not None:
         # Each lattice point stands for 1/P of the frame; blotch pixels stay out (S is not in the term).
@@ -133,17 +134,20 @@ def assemble(
             far_basis = slot_basis(torch.cat([own, far_nb], 1)[lat_frame], lat_y, lat_x, far_pos[..., 1],
                                    far_pos[..., 0], t, (h, w), grid)
         far_lattice = Points(q=counted.to(y.dtype) / ly.numel(), coef=coef, constant=constant, frame=own,
-                             basis=far_basis)
+                             basis=far_basis, sides=sides(y_lat, far_y, far_w))
 
     idx = touched.view(-1).nonzero().squeeze(1)  # the points, ascending; point i is pixel idx[i]
     frame, py, px = idx // (h * w), (idx // w) % h, idx % w
     y_pix = y[frame, :, py, px]  # (n, K)
-    coef, constant = coefficients(y_pix, warp_points(y, motion, nb, frame, py, px), pair_weights(valid[frame, :, 0, py, px], beta))
+    y_pix_nb = warp_points(y, motion, nb, frame, py, px)
+    w_pix = pair_weights(valid[frame, :, 0, py, px], beta)
+    coef, constant = coefficients(y_pix, y_pix_nb, w_pix)
     s_index, rows, cols, vals = blotch.warp_map(support, motion, valid, beta, nb, feet)
     s_point = torch.searchsorted(idx, s_index)
     n, n_s = idx.numel(), s_index.numel()
     pixels = Pixels(
         q=exact.view(-1)[idx].to(y.dtype) / (h * w), coef=coef, constant=constant, frame=frame, y=y_pix,
+        sides=sides(y_pix, y_pix_nb, w_pix),
         basis=point_basis(frame, py, px, t, (h, w), grid), slots=slots,
         blotch_map=LinearMap(torch.cat([s_point, torch.searchsorted(idx, rows)]),
                              torch.cat([torch.arange(n_s, device=dev), cols]),
