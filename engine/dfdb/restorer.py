@@ -50,7 +50,8 @@ UNEXPLAINED_RADIUS = 4
 RIM_PIXELS = 1
 #: Beyond that, the repair grows this many pixels outwards (:meth:`Restorer._grow`) into pixels
 #: whose luma is this far (intensity, over the sensitivity) from their neighbours' estimate:
-#: the rim of a strong blotch fades out over several pixels, and those pixels were missed (a
+#: the rim of a strong blotch fades out over several pixels, which on dense texture pass the
+#: motion-free impulse test as scene content and were missed (a
 #: fixed rim of 2 px instead caught them and everything else: precision 0.84 → 0.61 on
 #: bigbuckbunny/severe, false repairs 0.15 % on carphone/flicker_only). Measured on the
 #: benchmark, against no growth: blotch error 0.205 → 0.199 of the input's on bigbuckbunny,
@@ -680,8 +681,10 @@ class Restorer:
         """The repaired support of ``frames`` grown by up to :data:`GROWTH_STEPS` pixels into
         the pixels next to it whose luma (corrected, unrepaired) lies more than
         :data:`GROWTH_MARGIN` from the motion-compensated neighbours' estimate
-        (:meth:`_from_neighbours`): hysteresis, the blotch's rim by a lower threshold than its
-        body, where it touches the body. Shapes as in :meth:`_solve`; a new mask.
+        (:meth:`_from_neighbours`). Hysteresis: next to a blotch found by the full test, a
+        clear difference from the neighbours is enough, without the motion-free impulse test
+        (:func:`unexplained`) that a blotch's body must pass and that its fading rim, on dense
+        texture, does not. Shapes as in :meth:`_solve`; a new mask.
         """
         margin = GROWTH_MARGIN / self.params.sensitivity
         grown = repaired.clone()
