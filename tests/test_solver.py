@@ -10,7 +10,7 @@ import torch
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.linear import LinearMap
 from dfdb import Params, Restorer, problem
-from dfdb.objective import Weights, any_paired, censored, energy, paired, residual, sides
+from dfdb.objective import Points, Weights, any_paired, energy, paired, residual, sides
 from dfdb.problem import assemble
 from dfdb.flow import Motion, lands_inside, sample_points, track, warp, warp_points
 from dfdb.objective import affine_residual
@@ -247,9 +247,12 @@ def test_a_clipped_sample_bounds_its_residual_on_one_side():
     s = sides(y, y_nb, w)[..., 0]
     assert s.tolist() == [[1, 1], [1, 0], [1, 0], [0, 1], [0, 0], [0, 1]]
     r = torch.tensor([[0.25], [-0.25]])
-    both, positive = torch.tensor([[[1.0], [1.0]]] * 2), torch.tensor([[[1.0], [0.0]]] * 2)
-    assert censored(r, both).tolist() == [[0.25], [-0.25]]
-    assert censored(r, positive).tolist() == [[0.25], [0.0]]
+    q = torch.tensor([0.5, 0.5])
+    points = lambda sides: Points(q=q, coef=torch.zeros(2, 1, 2, 1), constant=torch.zeros(2, 1),  # noqa: E731
+                                  frame=torch.zeros(2, dtype=torch.long), basis=None, sides=sides)
+    assert points(None).weights(r).tolist() == [[0.5], [0.5]]
+    assert points(torch.tensor([[[1.0], [0.0]]] * 2)).weights(r).tolist() == [[0.5], [0.0]]
+    assert points(torch.tensor([[[0.0], [1.0]]] * 2)).weights(r).tolist() == [[0.0], [0.5]]
 
 
 def test_clipped_highlights_do_not_bias_the_fitted_gain(monkeypatch: pytest.MonkeyPatch):

@@ -19,8 +19,8 @@ fades and real lighting changes cost nothing, only fluctuation does.
 
 Where the scan clipped a sample (at white or black), X̂ there is a bound on the scene, not a
 value, and so is the residual: ρ_δ is then taken of its part on the side that contradicts
-the bound only, ρ_δ(max(r, 0)) or ρ_δ(min(r, 0)) (:func:`sides`, :func:`censored`; still
-convex). On bigbuckbunny, whose sky clips in 16 of 40 frames, +0.21 dB; carphone +0.28.
+the bound only, ρ_δ(max(r, 0)) or ρ_δ(min(r, 0)) (:func:`sides`, :meth:`Points.weights`;
+still convex). On bigbuckbunny, whose sky clips in 16 of 40 frames, +0.21 dB; carphone +0.28.
 
 The long-range term is the same consistency with frames further away, m = ±2r, ±4r, ±6r
 (L = 6r), along tracks 𝒯 that chain the flows between consecutive frames, evaluated on the
@@ -121,6 +121,18 @@ class Points:
     basis: LinearMap
     slots: torch.Tensor | None = None
     sides: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        # The quadrature weight of each side of the residual, (..., 2, K): ρ of the residual
+        # censored to one side is ρ(r) times that side's 0 or 1, so the weight takes it.
+        self.sided_q = None if self.sides is None else self.q[..., None, None] * self.sides
+
+    def weights(self, r: torch.Tensor) -> torch.Tensor:
+        """The quadrature weight of ρ(r) at each point and plane, (..., K) or (..., 1): q, and
+        0 on the side of r that a clipped sample leaves free (:func:`sides`)."""
+        if self.sided_q is None:
+            return self.q.unsqueeze(-1)
+        return torch.where(r > 0, self.sided_q[..., 0, :], self.sided_q[..., 1, :])
 
     def fields_at(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The fields g, h (T, F, Gy, Gx) in every slot of every point, (..., S, 2·F), laid
@@ -236,14 +248,6 @@ def sides(y: torch.Tensor, y_nb: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.stack([~high_bound, ~low_bound], -2).to(y.dtype)
 
 
-def censored(r: torch.Tensor, sides: torch.Tensor | None) -> torch.Tensor:
-    """The residual r (..., K) with the signs that :func:`sides` (..., 2, K) leaves unpenalised set
-    to 0: ρ(censored(r)) is ρ(max(r, 0)) where only r > 0 counts, convex as ρ(r) is."""
-    if sides is None:
-        return r
-    return torch.where(r > 0, r * sides[..., 0, :], r * sides[..., 1, :])
-
-
 @dataclass
 class Problem:
     """Everything the objective needs that stays fixed while the solver runs (one chunk).
@@ -322,7 +326,7 @@ def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> 
     total = on_lattice.new_zeros(())
     for points, r, weight in parts:
         delta = per_frame(p.weights.delta, points.frame.unsqueeze(-1))
-        total = total + weight * (points.q.unsqueeze(-1) * huber(censored(r, points.sides), delta)).sum()
+        total = total + weight * (points.weights(r) * huber(r, delta)).sum()
     return total / p.planes
 
 
