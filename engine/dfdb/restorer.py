@@ -686,19 +686,21 @@ class Restorer:
         (:func:`unexplained`) that a blotch's body must pass and that its fading rim, on dense
         texture, does not. Shapes as in :meth:`_solve`; a new mask.
         """
+        if GROWTH_STEPS == 0:
+            return repaired
+        # Every pixel within reach is tested once; the growth then follows the ones that pass.
+        reach = torch.zeros_like(repaired)
+        reach[frames] = blotch.dilate(repaired[frames], GROWTH_STEPS) & ~repaired[frames]
+        ring = reach.nonzero()
+        ti, yi, xi = ring[:, 0], ring[:, 2], ring[:, 3]
+        estimate, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi)
         margin = GROWTH_MARGIN / self.params.sensitivity
-        grown = repaired.clone()
-        inside = torch.zeros_like(repaired)
-        inside[frames] = True
+        far = ((corrected[ti, :, yi, xi] - estimate).mean(1).abs() > margin) & (weight[:, 0] > 0)
+        passed = torch.zeros_like(repaired)
+        passed[ti[far], 0, yi[far], xi[far]] = True
+        grown = repaired
         for _ in range(GROWTH_STEPS):
-            ring = (blotch.dilate(grown, 1) & ~grown & inside).nonzero()
-            if ring.numel() == 0:
-                break
-            ti, yi, xi = ring[:, 0], ring[:, 2], ring[:, 3]
-            estimate, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi)
-            far = (corrected[ti, :, yi, xi] - estimate).mean(1).abs() > margin
-            take = far & (weight[:, 0] > 0)
-            grown[ti[take], 0, yi[take], xi[take]] = True
+            grown = grown | (blotch.dilate(grown, 1) & passed)
         return grown
 
     def _repair(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
