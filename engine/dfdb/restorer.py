@@ -686,8 +686,6 @@ class Restorer:
         (:func:`unexplained`) that a blotch's body must pass and that its fading rim, on dense
         texture, does not. Shapes as in :meth:`_solve`; a new mask.
         """
-        if GROWTH_STEPS == 0:
-            return repaired
         # Every pixel within reach is tested once; the growth then follows the ones that pass.
         reach = torch.zeros_like(repaired)
         reach[frames] = blotch.dilate(repaired[frames], GROWTH_STEPS) & ~repaired[frames]
