@@ -14,12 +14,15 @@ from dfdb.flow import FlowEstimator, Motion, fill, impulses, interpolate_invalid
 
 @pytest.mark.parametrize("shape", [(3, 1, 17, 23), (1, 1, 2, 5), (2, 4, 1, 1)])
 @pytest.mark.parametrize("radius", [1, 3])
-def test_window_max_and_min_match_a_full_window_pool(shape: tuple[int, ...], radius: int) -> None:
-    x = torch.rand(*shape)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # OpenCV's path, torch's
+def test_window_max_and_min_match_a_full_window_pool(shape: tuple[int, ...], radius: int, dtype: torch.dtype) -> None:
+    x = torch.rand(*shape, dtype=dtype)
     flat = x.reshape(-1, 1, *shape[-2:])
     pool = lambda v: F.max_pool2d(v, 2 * radius + 1, stride=1, padding=radius).view(shape)  # noqa: E731
     assert torch.equal(blotch.window_max(x, radius), pool(flat))
     assert torch.equal(blotch.window_min(x, radius), -pool(-flat))
+    mask = x > 0.8
+    assert torch.equal(blotch.dilate(mask, radius), pool(flat.float() * (flat > 0.8)) > 0)
 
 
 def test_solid_keeps_patches_and_drops_lines_and_specks() -> None:

@@ -120,9 +120,12 @@ def any_of(masks: torch.Tensor) -> torch.Tensor:
 def window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Maximum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges.
 
-    Separable, along rows then columns, each a running maximum built by doubling spans:
-    a handful of elementwise maxima of whole planes, whatever the radius.
+    On the CPU, OpenCV's dilation plane by plane (:func:`_morphology`); elsewhere separable,
+    along rows then columns, each a running maximum built by doubling spans: a handful of
+    elementwise maxima of whole planes, whatever the radius.
     """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bool):
+        return _morphology(x, radius, cv2.dilate)
     return _running_max(_running_max(x, radius, -1), radius, -2)
 
 
@@ -141,7 +144,25 @@ def _running_max(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
 
 def window_min(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Minimum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bool):
+        return _morphology(x, radius, cv2.erode)
     return -window_max(-x, radius)
+
+
+def _morphology(x: torch.Tensor, radius: int, operation) -> torch.Tensor:
+    """``cv2.dilate`` or ``cv2.erode`` (``operation``) of each (H, W) plane of ``x`` (float32 or
+    bool, on the CPU) by a (2·radius+1)² square. Their border takes no part in the result, as
+    when the window is clipped at the edges; their vectorised row and column passes run three
+    to four times as fast as the torch passes of :func:`_running_max`."""
+    planes = x.reshape(-1, *x.shape[-2:])
+    out = torch.empty_like(planes)
+    src, dst = planes.numpy(), out.numpy()
+    if x.dtype == torch.bool:
+        src, dst = src.view(np.uint8), dst.view(np.uint8)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    for plane, into in zip(src, dst):
+        operation(plane, kernel, dst=into)
+    return out.view(x.shape)
 
 
 def solid(mask: torch.Tensor) -> torch.Tensor:

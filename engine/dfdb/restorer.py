@@ -18,6 +18,7 @@ to the frames' for the repairs.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -457,24 +458,28 @@ class Restorer:
         return out
 
     # ---------------------------------------------------------------- one chunk
-    def _pair_flow(self, a: Hashable, b: Hashable, la: np.ndarray, lb: np.ndarray, distance: int,
-                   cache: dict[tuple[Hashable, Hashable], Flow]) -> Flow:
-        """Flow a→b from ``cache``, or matched with its reverse between the lumas ``la`` and
-        ``lb`` (H, W) of the frames keyed a and b, ``distance`` frames apart, on their
-        blotch-free features (:meth:`flow.FlowEstimator.match`)."""
-        if (a, b) not in cache:
-            cache[(a, b)], cache[(b, a)] = self._flow.match(la, lb, distance)
-        return cache[(a, b)]
+    def _match(self, keys: Sequence[Hashable], lumas: Sequence[np.ndarray],
+               cache: dict[tuple[Hashable, Hashable], Flow], pool: ThreadPoolExecutor) -> None:
+        """Match the flows between each frame and its next r frames that ``cache`` lacks, both
+        ways, on the lumas (H, W) of the frames keyed ``keys``, on their blotch-free features
+        (:meth:`flow.FlowEstimator.match`). The pairs are independent and OpenCV and numpy
+        leave the interpreter while they work, so they run on ``pool``'s threads: a pair's
+        work is too small for OpenCV's own threads to use more than one core for long."""
+        pairs = [(i, i + k, k) for i in range(len(keys)) for k in range(1, self.params.radius + 1)
+                 if i + k < len(keys) and (keys[i], keys[i + k]) not in cache]
+        flows = pool.map(lambda pair: self._flow.match(lumas[pair[0]], lumas[pair[1]], pair[2]), pairs)
+        for (a, b, _), (forward, backward) in zip(pairs, flows):
+            cache[(keys[a], keys[b])], cache[(keys[b], keys[a])] = forward, backward
 
-    def _neighbours(self, ctx: list[_Frame], size: tuple[int, int], lumas: list[np.ndarray] | None = None
-                    ) -> tuple[Motion, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _neighbours(self, ctx: list[_Frame], size: tuple[int, int], pool: ThreadPoolExecutor,
+                    lumas: list[np.ndarray] | None = None) -> tuple[Motion, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flows (:class:`~dfdb.flow.Motion`), validity and presence (T, J, 1, H, W) bool and
         indices nb (T, J), on the device, for the frames at ``size`` (H, W): the fit's.
 
         A neighbour is present where it is in the context and the flow (valid or interpolated)
         lands inside it; outside the context it is neither (its nb is the frame itself, its
         flow 0). Flows come from the clip's cache or, for ``lumas`` (the second pass's restored
-        lumas), are matched anew.
+        lumas), are matched anew, on ``pool`` (:meth:`_match`).
         """
         t, frame = len(ctx), ctx[0].image.shape[:2]
         ks = offsets(self.params.radius)
@@ -487,6 +492,8 @@ class Restorer:
         field = np.zeros((t, len(ks), 2, *grid), np.float32)  # Motion's layout
         valid = np.zeros((t, len(ks), 1, *size), bool)
         nb = np.tile(np.arange(t)[:, None], (1, len(ks)))
+        if self.params.motion:
+            self._match(keys, lumas, cache, pool)
         for i in range(t):
             for j, k in enumerate(ks):
                 if not 0 <= i + k < t:
@@ -495,7 +502,7 @@ class Restorer:
                 if not self.params.motion:
                     valid[i, j, 0] = True
                 else:
-                    flow = self._pair_flow(keys[i], keys[i + k], lumas[i], lumas[i + k], k, cache)
+                    flow = cache[(keys[i], keys[i + k])]
                     field[i, j], valid[i, j, 0] = flow.field.transpose(2, 0, 1), flow.validity(size)
         dev = self.device
         motion = Motion(torch.from_numpy(field).to(dev), frame).resized(size)
@@ -514,6 +521,10 @@ class Restorer:
             return [f.luma for f in ctx]
         return [cv2.resize(f.luma, size[::-1], interpolation=cv2.INTER_AREA) for f in ctx]
 
+    def _around(self, core: range, t: int) -> range:
+        """The frames ``core`` with the r on each side that their repairs read, within 0…t−1."""
+        return range(max(core.start - self.params.radius, 0), min(core.stop + self.params.radius, t))
+
     def _solve(self, ctx: list[_Frame], core: range, lumas: list[np.ndarray] | None = None) -> list[RestoredFrame]:
         """Restore the frames ``core`` of the context ``ctx`` (one shot); ``lumas``: the second
         pass's restored lumas, which its flows are matched on.
@@ -521,10 +532,15 @@ class Restorer:
         The fit reads the context's colour planes at its own size, freed when it returns; the
         colour frames at full size are stacked after it (the fit's working set is the peak of
         the engine's), and only those of the core and its r neighbours."""
-        size = work_size(ctx[0].image.shape[:2], self.params.work_scale)
-        motion, valid, present, nb = self._neighbours(ctx, size, lumas)
-        inputs = self._lumas(ctx, size)
-        g, hf, repaired = self._fit(self._colour(ctx, size), inputs, motion, valid, present, nb, core)
+        p = self.params
+        size = work_size(ctx[0].image.shape[:2], p.work_scale)
+        # The motion-free impulse test runs beside the flows: both are OpenCV and numpy work
+        # on the lumas that leaves the interpreter, and the flows alone keep one core busy.
+        with ThreadPoolExecutor(torch.get_num_threads() + 1) as pool:  # a thread per core, and the test's
+            impulse_test = pool.submit(unexplained, self._lumas(ctx, size), self._around(core, len(ctx)),
+                                       p.work_scale, p.radius) if p.blotches else None
+            motion, valid, present, nb = self._neighbours(ctx, size, pool, lumas)
+            g, hf, repaired = self._fit(self._colour(ctx, size), motion, valid, present, nb, core, impulse_test)
         # Repairs take the valid neighbours, or the present ones where none is valid (in place:
         # the presence mask is not needed any more).
         usable = present.logical_and_(~blotch.any_of(valid).unsqueeze(1)).logical_or_(valid)
@@ -544,16 +560,17 @@ class Restorer:
             colour[i].copy_(torch.from_numpy(image).permute(2, 0, 1))
         return colour
 
-    def _fit(self, y: torch.Tensor, lumas: list[np.ndarray], motion: Motion, valid: torch.Tensor,
-             present: torch.Tensor, nb: torch.Tensor, core: range
+    def _fit(self, y: torch.Tensor, motion: Motion, valid: torch.Tensor, present: torch.Tensor, nb: torch.Tensor,
+             core: range, impulse_test: Future[tuple[np.ndarray, np.ndarray]] | None
              ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Fit the chunk: corrections g, h (T, F, Gy, Gx), None when neither flicker nor blotches
         are asked for, and the repaired blotch support (T, 1, H, W) bool at the fit's size.
 
         y: the colour planes (T, K, H, W) (:meth:`_colour`; one correction for all of them,
-        F = 1, or one each, F = K, with ``per_channel``); lumas: the input frames' (T × (H, W)),
-        both at the fit's size (:func:`work_size`); motion, valid, present, nb from
-        :meth:`_neighbours`; core: the frames restored. The blotch layer lives on the
+        F = 1, or one each, F = K, with ``per_channel``), at the fit's size (:func:`work_size`);
+        motion, valid, present, nb from :meth:`_neighbours`; core: the frames restored;
+        impulse_test: :func:`unexplained` of the input lumas at that size on :meth:`_around`
+        the core, being computed (None without blotches). The blotch layer lives on the
         core and the r frames on each side, whose blotches enter the core's residuals and
         repairs; the rest of the context serves the corrections only.
         """
@@ -579,8 +596,8 @@ class Restorer:
         if not p.blotches:
             return (*unbiased(first.g, first.h, problem.smoother), none)
         with torch.no_grad():
-            near = range(max(core.start - p.radius, 0), min(core.stop + p.radius, t))
-            impulsive, spotted = unexplained(lumas, near, p.work_scale, p.radius)
+            near = self._around(core, t)
+            impulsive, spotted = impulse_test.result()
             # The test reads the corrected planes' mean: with one correction for all planes, the
             # correction of their mean, warped once instead of once per plane.
             flat = y.mean(1, keepdim=True) if first.g.shape[1] < y.shape[1] else y
@@ -639,7 +656,8 @@ class Restorer:
         if p.second_pass and lumas is None and g is not None:
             lo, hi = 0, len(ctx)
         else:
-            lo, hi = max(core.start - p.radius, 0), min(core.stop + p.radius, len(ctx))
+            around = self._around(core, len(ctx))
+            lo, hi = around.start, around.stop
         colour = self._colour(ctx[lo:hi])
         t, _, hh, ww = colour.shape
         # The fields stay on the grid: upsampled a block of frames at a time, read at points.
