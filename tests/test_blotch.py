@@ -101,23 +101,32 @@ def test_any_of_and_dilate_match_torch_reductions() -> None:
         assert torch.equal(blotch.dilate(mask, radius), pool)
 
 
-def test_frame_blocks_do_not_change_warps_or_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frame_blocks_do_not_change_warps(monkeypatch: pytest.MonkeyPatch) -> None:
     gen = torch.Generator().manual_seed(0)
-    t, j, h, w = 5, 4, 12, 16
+    t, h, w = 5, 12, 16
     frames = torch.rand(t, 2, h, w, generator=gen)
     flows = torch.randn(t, h, w, 2, generator=gen) * 3
+    whole = warp(frames, flows)
+    monkeypatch.setattr(flow, "BLOCK_PIXELS", 2 * h * w)  # blocks of two frames, and a last one of one
+    assert len(flow.frame_blocks(t, (h, w), frames.device)) == 3
+    assert torch.equal(whole, warp(frames, flows))
+
+
+def test_candidates_tested_within_a_mask_are_the_full_test_there() -> None:
+    gen = torch.Generator().manual_seed(0)
+    t, j, h, w = 5, 4, 12, 16
     x0 = torch.rand(t, 1, h, w, generator=gen)
     x0_nb = [torch.rand(t, 1, h, w, generator=gen) * 0.5 for _ in range(j)]
     valid = torch.rand(t, j, 1, h, w, generator=gen) > 0.3
     present = valid | (torch.rand(t, j, 1, h, w, generator=gen) > 0.5)
+    spotted = [torch.rand(t, 1, h, w, generator=gen) > 0.8 for _ in range(j)]
     threshold = torch.full((t, 1, 1, 1), 0.1)
     exists = torch.ones(t, j, dtype=torch.bool)
-    whole = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, exists, threshold)
-    monkeypatch.setattr(flow, "BLOCK_PIXELS", 2 * h * w)  # blocks of two frames, and a last one of one
-    assert len(flow.frame_blocks(t, (h, w), frames.device)) == 3
-    blocks = warp(frames, flows), blotch.candidates(x0, x0_nb, valid, present, exists, threshold)
-    assert torch.equal(whole[0], blocks[0]) and torch.equal(whole[1], blocks[1])
-    assert whole[1].any() and not whole[1].all()
+    exists[0, :2] = False  # the shot's first frame
+    within = torch.rand(t, 1, h, w, generator=gen) > 0.5
+    full = blotch.candidates(x0, x0_nb, valid, present, exists, threshold, spotted)
+    assert full.any() and not full.all()
+    assert torch.equal(blotch.candidates(x0, x0_nb, valid, present, exists, threshold, spotted, within), full & within)
 
 
 def test_flow_is_matched_on_the_flow_grid_through_blotches() -> None:
@@ -148,3 +157,16 @@ def test_flows_on_their_grid_give_the_same_values_densely_and_at_points() -> Non
     at = motion.at(t, 1, x.float(), y.float())
     np.testing.assert_allclose(at.numpy(), dense[t, y, x].numpy(), atol=1e-5)
     assert torch.equal(motion.frames(1, 3).field, motion.field[1:3])
+
+
+@pytest.mark.parametrize("shift", [(-3.0, 0.0), (2.0, -1.5), (0.0, 0.0), (20.0, 0.0)])
+def test_where_flows_land_inside_the_frame_is_read_at_the_edges_only_as_densely(shift: tuple[float, float]) -> None:
+    gen = torch.Generator().manual_seed(4)
+    field = torch.randn(3, 2, 2, 20, 30, generator=gen) * 0.8
+    field[:, :, 0] += shift[0]  # a pan: bands on one side only (and the whole frame at 20 px)
+    field[:, :, 1] += shift[1]
+    motion = Motion(field, (40, 60))
+    for j in range(2):
+        expected = flow.lands_inside(motion.dense(slice(None), j))
+        assert torch.equal(motion.inside(slice(0, 3), j), expected)
+        assert torch.equal(motion.inside(slice(1, 2), j), expected[1:2])

@@ -37,7 +37,7 @@ WIDE_RADIUS = 3
 
 def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor, present_nb: torch.Tensor,
                exists: torch.Tensor, threshold: float | torch.Tensor,
-               spotted_nb: Iterable[torch.Tensor] | None = None) -> torch.Tensor:
+               spotted_nb: Iterable[torch.Tensor] | None = None, within: torch.Tensor | None = None) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
 
     x0: (T, 1, H, W) flicker-corrected luma; x0_nb: its J neighbours warped onto frame t (each
@@ -61,41 +61,56 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
       (2·:data:`WIDE_RADIUS` + 1)² window by ``threshold``: the wide window absorbs the error
       of the interpolated flow. Near a shot's ends, where the neighbours of the shot all lie
       on one side, by twice that, as in the first test.
+
+    within: (T, 1, H, W) bool, the pixels to test (the others are not candidates), or None for
+    all of them. The caller's other conditions (the motion-free impulse test) leave a few per
+    cent of the pixels, so the neighbours' windows are taken plane by plane
+    (:func:`window_max`) and the test runs on the values read at those pixels only.
     """
     t, _, h, w = x0.shape
     half = valid_nb.shape[1] // 2  # offsets are ordered −r…−1, 1…r
-    before, after = any_of(valid_nb[:, :half]), any_of(valid_nb[:, half:])
-    threshold = torch.as_tensor(threshold, dtype=x0.dtype, device=x0.device).expand(t, 1, 1, 1)
-    exists = exists.view(t, -1, 1, 1, 1)
+    pts = (within.reshape(-1) if within is not None else x0.new_ones(t * h * w, dtype=torch.bool)).nonzero().squeeze(1)
+    ti = pts // (h * w)
+
+    def at(plane: torch.Tensor) -> torch.Tensor:
+        """(T, 1, H, W) → its values at the pixels tested, (n,)."""
+        return plane.reshape(-1).index_select(0, pts)
+
+    x = at(x0)
+    valid = torch.stack([at(v) for v in valid_nb.unbind(1)])  # (J, n)
+    present = torch.stack([at(v) for v in present_nb.unbind(1)])
+    there = exists.index_select(0, ti).T  # (J, n)
+    before, after = valid[:half].any(0), valid[half:].any(0)
+    threshold = torch.as_tensor(threshold, dtype=x0.dtype, device=x0.device).expand(t, 1, 1, 1).reshape(t)[ti]
     narrow_threshold = one_sided(threshold, before, after)
-    wide_threshold = one_sided(threshold, any_of(exists[:, :half]), any_of(exists[:, half:]))
+    wide_threshold = one_sided(threshold, there[:half].any(0), there[half:].any(0))
     above, below = torch.ones_like(before), torch.ones_like(before)
     forgiven_above, forgiven_below = torch.zeros_like(before, dtype=torch.uint8), torch.zeros_like(before, dtype=torch.uint8)
-    wide = ~(before & after) & (exists.sum(1) >= 2)
-    wide_above, wide_below = wide.clone(), wide
-    count = torch.zeros_like(before, dtype=torch.uint8)  # valid neighbours
-    blocks = frame_blocks(t, (h, w), x0.device)  # the window tests' temporaries stay in the cache
+    wide = ~(before & after) & (there.sum(0) >= 2)
+    wide_above, wide_below = wide.clone(), wide.clone()
     spots = spotted_nb if spotted_nb is not None else (None for _ in range(valid_nb.shape[1]))
-    for valid, present, there, x_nb, spot in zip(valid_nb.unbind(1), present_nb.unbind(1), exists.unbind(1), x0_nb,
-                                                 spots, strict=True):
-        count += valid
-        for b in blocks:
-            x, x_b, skip, absent = x0[b], x_nb[b], ~valid[b], ~there[b]
-            beats_above = skip | (x - window_max(x_b, 1) > narrow_threshold[b])
-            beats_below = skip | (window_min(x_b, 1) - x > narrow_threshold[b])
-            if spot is not None:
-                forgiven_above[b] += ~beats_above & spot[b]
-                forgiven_below[b] += ~beats_below & spot[b]
-                beats_above |= spot[b]
-                beats_below |= spot[b]
-            above[b] &= beats_above
-            below[b] &= beats_below
-            wide_above[b] &= absent | (present[b] & (x - window_max(x_b, WIDE_RADIUS) > wide_threshold[b]))
-            wide_below[b] &= absent | (present[b] & (window_min(x_b, WIDE_RADIUS) - x > wide_threshold[b]))
+    for k, (x_nb, spot) in enumerate(zip(x0_nb, spots, strict=True)):
+        skip, absent = ~valid[k], ~there[k]
+        beats_above = skip | (x - at(window_max(x_nb, 1)) > narrow_threshold)
+        beats_below = skip | (at(window_min(x_nb, 1)) - x > narrow_threshold)
+        if spot is not None:
+            spot = at(spot)
+            forgiven_above += ~beats_above & spot
+            forgiven_below += ~beats_below & spot
+            beats_above |= spot
+            beats_below |= spot
+        above &= beats_above
+        below &= beats_below
+        if bool(wide.any()):
+            wide_above &= absent | (present[k] & (x - at(window_max(x_nb, WIDE_RADIUS)) > wide_threshold))
+            wide_below &= absent | (present[k] & (at(window_min(x_nb, WIDE_RADIUS)) - x > wide_threshold))
+    count = valid.sum(0)
     forgivable = (count >= 3).to(torch.uint8)
     above &= forgiven_above <= forgivable
     below &= forgiven_below <= forgivable
-    return ((above | below) & (count >= 2)) | wide_above | wide_below
+    out = torch.zeros(t, 1, h, w, dtype=torch.bool, device=x0.device)
+    out.view(-1)[pts] = ((above | below) & (count >= 2)) | wide_above | wide_below
+    return out
 
 
 def one_sided(threshold: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:

@@ -317,22 +317,28 @@ class Motion:
         """(n, H, W) bool: where the flows of ``frames`` to neighbour j take the pixel inside
         the frame (:func:`lands_inside` of :meth:`dense`).
 
-        Bilinear upsampling never leaves the range of the coarse field, so only a border as
-        wide as the largest displacement can land outside: only its pixels are looked at
-        (:meth:`at`), unless it covers much of the frame.
+        Bilinear upsampling never leaves the range of the coarse field, so only a pixel closer
+        to an edge than the largest displacement towards it can land outside: only the bands
+        along the edges that the flows point to are looked at (:meth:`at`; a pan to the left
+        leaves a band on the left only), unless they cover much of the frame.
         """
         rows, cols = self.size
         coarse = self.field[frames, j]
-        reach = math.ceil(float(coarse.abs().max())) if coarse.numel() else 0
-        if 4 * reach >= min(rows, cols):
+        if coarse.numel() == 0:
+            return torch.ones(0, rows, cols, dtype=torch.bool, device=self.field.device)
+        # How far the flows reach past each edge: left, right, top, bottom (px).
+        low, high = coarse.amin((0, 2, 3)), coarse.amax((0, 2, 3))
+        left, top = (math.ceil(max(0.0, -float(v))) for v in low)
+        right, bottom = (math.ceil(max(0.0, float(v))) for v in high)
+        if 2 * (left + right) >= cols or 2 * (top + bottom) >= rows:
             return lands_inside(self.dense(frames, j))
         t = torch.arange(self.field.shape[0], device=self.field.device)[frames]
         out = torch.ones(t.numel(), rows, cols, dtype=torch.bool, device=self.field.device)
-        if reach == 0:
-            return out
         rim = torch.ones(rows, cols, dtype=torch.bool, device=out.device)
-        rim[reach:rows - reach, reach:cols - reach] = False
+        rim[top:rows - bottom, left:cols - right] = False
         ys, xs = rim.nonzero(as_tuple=True)
+        if ys.numel() == 0:
+            return out
         x, y = xs.to(self.field.dtype).repeat(t.numel()), ys.to(self.field.dtype).repeat(t.numel())
         u = self.at(t.repeat_interleave(ys.numel()), j, x, y)
         out[:, ys, xs] = within(x + u[:, 0], y + u[:, 1], self.size).view(t.numel(), -1)

@@ -190,9 +190,10 @@ def neighbour_plane(y: torch.Tensor, motion: Motion, nb: torch.Tensor, frames: s
 
 def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, present: torch.Tensor,
                       nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor,
-                      frames: slice, spotted: torch.Tensor | None = None) -> torch.Tensor:
+                      frames: slice, spotted: torch.Tensor | None = None, within: torch.Tensor | None = None
+                      ) -> torch.Tensor:
     """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx), on
-    ``frames`` (empty elsewhere).
+    ``frames`` (empty elsewhere), among the pixels ``within`` (T, 1, H, W) bool (None: all).
 
     y (T, K, H, W), motion, valid and present (T, J, 1, H, W), nb (T, J) as in
     :meth:`Restorer._fit`; threshold (T,) intensity; spotted (2, T, H, W) bool from
@@ -209,7 +210,8 @@ def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, pres
     ks = offsets(nb.shape[1] // 2)
     spots = None if spotted is None else (spotted[int(k > 0)][around[:, j]].unsqueeze(1) for j, k in enumerate(ks))
     out[frames] = blotch.candidates(x[frames.start - lo:frames.stop - lo], x0_nb, valid[frames], present[frames],
-                                    in_shot(around), threshold[frames].view(-1, 1, 1, 1), spots)
+                                    in_shot(around), threshold[frames].view(-1, 1, 1, 1), spots,
+                                    None if within is None else within[frames])
     return out
 
 
@@ -602,9 +604,9 @@ class Restorer:
             # correction of their mean, warped once instead of once per plane.
             flat = y.mean(1, keepdim=True) if first.g.shape[1] < y.shape[1] else y
             support = candidate_support(flat, motion, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
-                                        slice(near.start, near.stop), torch.from_numpy(spotted).to(dev))
+                                        slice(near.start, near.stop), torch.from_numpy(spotted).to(dev),
+                                        torch.from_numpy(impulsive).to(dev))
             del flat
-            support &= torch.from_numpy(impulsive).to(dev)
             lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
             problem = self._problem(y, valid, nb, motion, lam, support, far, previous=problem)
         schedule = self._schedule_for(problem)
