@@ -158,15 +158,3 @@ def test_flows_on_their_grid_give_the_same_values_densely_and_at_points() -> Non
     np.testing.assert_allclose(at.numpy(), dense[t, y, x].numpy(), atol=1e-5)
     assert torch.equal(motion.frames(1, 3).field, motion.field[1:3])
 
-
-@pytest.mark.parametrize("shift", [(-3.0, 0.0), (2.0, -1.5), (0.0, 0.0), (20.0, 0.0)])
-def test_where_flows_land_inside_the_frame_is_read_at_the_edges_only_as_densely(shift: tuple[float, float]) -> None:
-    gen = torch.Generator().manual_seed(4)
-    field = torch.randn(3, 2, 2, 20, 30, generator=gen) * 0.8
-    field[:, :, 0] += shift[0]  # a pan: bands on one side only (and the whole frame at 20 px)
-    field[:, :, 1] += shift[1]
-    motion = Motion(field, (40, 60))
-    for j in range(2):
-        expected = flow.lands_inside(motion.dense(slice(None), j))
-        assert torch.equal(motion.inside(slice(0, 3), j), expected)
-        assert torch.equal(motion.inside(slice(1, 2), j), expected[1:2])

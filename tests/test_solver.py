@@ -13,7 +13,7 @@ from dfdb import Params, Restorer, problem
 from dfdb.objective import Points, Weights, any_paired, energy, paired, residual, sides
 from dfdb.problem import assemble
 from dfdb.flow import Motion, lands_inside, sample_points, track, warp, warp_points
-from dfdb.objective import affine_residual
+from dfdb.objective import affine_residual, robust_sum
 from dfdb.restorer import gaussian_average, long_range, long_reach, neighbour_beta, offsets
 from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
 
@@ -174,8 +174,11 @@ def test_point_samples_are_the_dense_warp_at_those_points():
 
 def test_inside_looks_at_the_border_only_and_agrees_with_the_dense_flow():
     g = torch.Generator().manual_seed(1)
-    for amplitude in (0.0, 2.5, 40.0):  # still, a border to check, most of the frame
-        motion = Motion((torch.rand(4, 2, 2, 6, 8, generator=g) - 0.5) * 2 * amplitude, (24, 32))
+    for amplitude, pan in ((0.0, 0.0), (2.5, 0.0), (40.0, 0.0), (1.0, -3.0), (1.0, 4.0)):
+        # still, bands on all edges, most of the frame, pans (bands on one side mostly)
+        field = (torch.rand(4, 2, 2, 6, 8, generator=g) - 0.5) * 2 * amplitude
+        field[:, :, 0] += pan
+        motion = Motion(field, (24, 32))
         for j in range(2):
             assert torch.equal(motion.inside(slice(1, 4), j), lands_inside(motion.dense(slice(1, 4), j)))
 
@@ -189,6 +192,19 @@ def test_the_shipped_lipschitz_constant_bounds_the_measured_one():
         for grid, reach in (((1, 1), None), ((4, 4), None), ((4, 4), (4, 1)), ((4, 4), long_reach(1))):
             p = still_problem(y, grid, support, reach)
             assert lipschitz(p, preconditioner(p), Variables.identity(p)) <= PRECONDITIONED_L
+
+
+def test_the_robust_sum_is_huber_and_twice_differentiable():
+    g = torch.Generator().manual_seed(2)
+    r = (torch.rand(6, 3, generator=g, dtype=torch.float64) - 0.5) * 0.4
+    q = torch.rand(6, 1, generator=g, dtype=torch.float64)
+    delta = torch.full((6, 1), 0.07, dtype=torch.float64)
+    a = r.abs()
+    expected = (q * torch.where(a <= 0.07, 0.5 * r * r, 0.07 * (a - 0.035))).sum()
+    torch.testing.assert_close(robust_sum(r, q, delta), expected)
+    r.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: robust_sum(x, q, delta), (r,))
+    assert torch.autograd.gradgradcheck(lambda x: robust_sum(x, q, 0.07), (r,))
 
 
 def test_soft_threshold_is_the_l1_prox():

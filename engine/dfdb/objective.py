@@ -311,9 +311,42 @@ def residual(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> t
 
 
 def huber(r: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
-    """ρ_δ(r): r²/2 for |r| ≤ δ, δ(|r| − δ/2) beyond; convex, smooth, ρ'' ≤ 1."""
+    """ρ_δ(r): r²/2 for |r| ≤ δ, δ(|r| − δ/2) beyond; convex, smooth, ρ'' ≤ 1. With
+    c = min(|r|, δ) both read c (|r| − c/2)."""
     a = r.abs()
-    return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    c = torch.minimum(a, torch.as_tensor(delta, dtype=r.dtype, device=r.device))
+    return c * (a - 0.5 * c)
+
+
+def huber_slope(r: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
+    """ψ_δ(r) = ρ_δ'(r): r clipped to [−δ, δ]."""
+    bound = torch.as_tensor(delta, dtype=r.dtype, device=r.device)
+    return torch.maximum(torch.minimum(r, bound), -bound)
+
+
+class _RobustSum(torch.autograd.Function):
+    """Σ q ρ_δ(r) with the gradient q ψ_δ(r) written out: autograd would take it through
+    every step of ρ (a pass over the residuals each, on both ways); this is one pass. The
+    backward is made of differentiable operations, so the sum can be differentiated twice
+    (the unrolled schedule's tuning)."""
+
+    @staticmethod
+    def forward(ctx, r: torch.Tensor, q: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(r, q)
+        ctx.delta = delta
+        return (q * huber(r, delta)).sum()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        r, q = ctx.saved_tensors
+        return grad * q * huber_slope(r, ctx.delta), None, None
+
+
+def robust_sum(r: torch.Tensor, q: torch.Tensor, delta: float | torch.Tensor) -> torch.Tensor:
+    """Σ q ρ_δ(r) over residuals r with weights q (broadcastable to r), differentiable in r
+    only: the weights are constant or, for censored residuals (:meth:`Points.weights`), constant
+    on each side of 0."""
+    return _RobustSum.apply(r, q, delta)
 
 
 def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> torch.Tensor:
@@ -326,7 +359,7 @@ def data_term(g: torch.Tensor, h: torch.Tensor, s: torch.Tensor, p: Problem) -> 
     total = on_lattice.new_zeros(())
     for points, r, weight in parts:
         delta = per_frame(p.weights.delta, points.frame.unsqueeze(-1))
-        total = total + weight * (points.weights(r) * huber(r, delta)).sum()
+        total = total + weight * robust_sum(r, points.weights(r), delta)
     return total / p.planes
 
 
