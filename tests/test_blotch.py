@@ -12,17 +12,26 @@ from dfdb import flow
 from dfdb.flow import FlowEstimator, Motion, fill, impulses, interpolate_invalid, warp
 
 
+@pytest.mark.parametrize("radius", [1, 3])
+def test_window_ranges_at_pixels_match_a_full_window_pool(radius: int) -> None:
+    gen = torch.Generator().manual_seed(5)
+    plane = torch.rand(3, 1, 17, 23, generator=gen)
+    pool = F.max_pool2d(plane, 2 * radius + 1, stride=1, padding=radius)
+    low = -F.max_pool2d(-plane, 2 * radius + 1, stride=1, padding=radius)
+    t, y, x = torch.tensor([0, 2, 1, 2, 0]), torch.tensor([0, 16, 8, 1, 16]), torch.tensor([0, 22, 11, 21, 3])
+    highest, lowest = blotch.window_range(plane, t, y, x, radius)
+    assert torch.equal(highest, pool[t, 0, y, x]) and torch.equal(lowest, low[t, 0, y, x])
+
+
 @pytest.mark.parametrize("shape", [(3, 1, 17, 23), (1, 1, 2, 5), (2, 4, 1, 1)])
 @pytest.mark.parametrize("radius", [1, 3])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # OpenCV's path, torch's
-def test_window_max_and_min_match_a_full_window_pool(shape: tuple[int, ...], radius: int, dtype: torch.dtype) -> None:
-    x = torch.rand(*shape, dtype=dtype)
-    flat = x.reshape(-1, 1, *shape[-2:])
-    pool = lambda v: F.max_pool2d(v, 2 * radius + 1, stride=1, padding=radius).view(shape)  # noqa: E731
-    assert torch.equal(blotch.window_max(x, radius), pool(flat))
-    assert torch.equal(blotch.window_min(x, radius), -pool(-flat))
-    mask = x > 0.8
-    assert torch.equal(blotch.dilate(mask, radius), pool(flat.float() * (flat > 0.8)) > 0)
+def test_dilation_by_opencv_and_by_running_maxima_match_a_full_window_pool(shape: tuple[int, ...], radius: int) -> None:
+    mask = torch.rand(*shape) > 0.8
+    flat = mask.reshape(-1, 1, *shape[-2:]).float()
+    expected = F.max_pool2d(flat, 2 * radius + 1, stride=1, padding=radius).view(shape) > 0
+    assert torch.equal(blotch.dilate(mask, radius), expected)  # the CPU's path
+    rows = blotch._running_max(mask, radius, -1)  # the path of other devices
+    assert torch.equal(blotch._running_max(rows, radius, -2), expected)
 
 
 def test_solid_keeps_patches_and_drops_lines_and_specks() -> None:

@@ -64,13 +64,13 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
 
     within: (T, 1, H, W) bool, the pixels to test (the others are not candidates), or None for
     all of them. The caller's other conditions (the motion-free impulse test) leave a few per
-    cent of the pixels, so the neighbours' windows are taken plane by plane
-    (:func:`window_max`) and the test runs on the values read at those pixels only.
+    cent of the pixels, so the test runs at those pixels only, on the neighbours' windows
+    read there (:func:`window_range`).
     """
     t, _, h, w = x0.shape
     half = valid_nb.shape[1] // 2  # offsets are ordered −r…−1, 1…r
     pts = (within.reshape(-1) if within is not None else x0.new_ones(t * h * w, dtype=torch.bool)).nonzero().squeeze(1)
-    ti = pts // (h * w)
+    ti, yi, xi = pts // (h * w), (pts // w) % h, pts % w
 
     def at(plane: torch.Tensor) -> torch.Tensor:
         """(T, 1, H, W) → its values at the pixels tested, (n,)."""
@@ -83,16 +83,18 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
     before, after = valid[:half].any(0), valid[half:].any(0)
     threshold = torch.as_tensor(threshold, dtype=x0.dtype, device=x0.device).expand(t, 1, 1, 1).reshape(t)[ti]
     narrow_threshold = one_sided(threshold, before, after)
-    wide_threshold = one_sided(threshold, there[:half].any(0), there[half:].any(0))
     above, below = torch.ones_like(before), torch.ones_like(before)
     forgiven_above, forgiven_below = torch.zeros_like(before, dtype=torch.uint8), torch.zeros_like(before, dtype=torch.uint8)
-    wide = ~(before & after) & (there.sum(0) >= 2)
-    wide_above, wide_below = wide.clone(), wide.clone()
+    # The wide test's pixels: a subset, with windows of their own.
+    wide = (~(before & after) & (there.sum(0) >= 2)).nonzero().squeeze(1)
+    wide_threshold = one_sided(threshold, there[:half].any(0), there[half:].any(0))[wide]
+    wide_above, wide_below = torch.ones_like(wide, dtype=torch.bool), torch.ones_like(wide, dtype=torch.bool)
     spots = spotted_nb if spotted_nb is not None else (None for _ in range(valid_nb.shape[1]))
     for k, (x_nb, spot) in enumerate(zip(x0_nb, spots, strict=True)):
-        skip, absent = ~valid[k], ~there[k]
-        beats_above = skip | (x - at(window_max(x_nb, 1)) > narrow_threshold)
-        beats_below = skip | (at(window_min(x_nb, 1)) - x > narrow_threshold)
+        skip = ~valid[k]
+        highest, lowest = window_range(x_nb, ti, yi, xi, 1)
+        beats_above = skip | (x - highest > narrow_threshold)
+        beats_below = skip | (lowest - x > narrow_threshold)
         if spot is not None:
             spot = at(spot)
             forgiven_above += ~beats_above & spot
@@ -101,15 +103,19 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
             beats_below |= spot
         above &= beats_above
         below &= beats_below
-        if bool(wide.any()):
-            wide_above &= absent | (present[k] & (x - at(window_max(x_nb, WIDE_RADIUS)) > wide_threshold))
-            wide_below &= absent | (present[k] & (at(window_min(x_nb, WIDE_RADIUS)) - x > wide_threshold))
+        if wide.numel():
+            highest, lowest = window_range(x_nb, ti[wide], yi[wide], xi[wide], WIDE_RADIUS)
+            absent, seen, xw = ~there[k][wide], present[k][wide], x[wide]
+            wide_above &= absent | (seen & (xw - highest > wide_threshold))
+            wide_below &= absent | (seen & (lowest - xw > wide_threshold))
     count = valid.sum(0)
     forgivable = (count >= 3).to(torch.uint8)
     above &= forgiven_above <= forgivable
     below &= forgiven_below <= forgivable
     out = torch.zeros(t, 1, h, w, dtype=torch.bool, device=x0.device)
-    out.view(-1)[pts] = ((above | below) & (count >= 2)) | wide_above | wide_below
+    found = (above | below) & (count >= 2)
+    found[wide] |= wide_above | wide_below
+    out.view(-1)[pts] = found
     return out
 
 
@@ -132,18 +138,6 @@ def any_of(masks: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Maximum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges.
-
-    On the CPU, OpenCV's dilation plane by plane (:func:`_morphology`); elsewhere separable,
-    along rows then columns, each a running maximum built by doubling spans: a handful of
-    elementwise maxima of whole planes, whatever the radius.
-    """
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bool):
-        return _morphology(x, radius, cv2.dilate)
-    return _running_max(_running_max(x, radius, -1), radius, -2)
-
-
 def _running_max(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     """Maximum over the 2·radius+1 samples around each one along ``dim``, edges replicated."""
     n, edge = x.shape[dim], list(x.shape)
@@ -157,27 +151,23 @@ def _running_max(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     return m
 
 
-def window_min(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Minimum over each pixel's (2·radius+1)² window of (..., H, W), clipped at the edges."""
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.bool):
-        return _morphology(x, radius, cv2.erode)
-    return -window_max(-x, radius)
-
-
-def _morphology(x: torch.Tensor, radius: int, operation) -> torch.Tensor:
-    """``cv2.dilate`` or ``cv2.erode`` (``operation``) of each (H, W) plane of ``x`` (float32 or
-    bool, on the CPU) by a (2·radius+1)² square. Their border takes no part in the result, as
-    when the window is clipped at the edges; their vectorised row and column passes run three
-    to four times as fast as the torch passes of :func:`_running_max`."""
-    planes = x.reshape(-1, *x.shape[-2:])
-    out = torch.empty_like(planes)
-    src, dst = planes.numpy(), out.numpy()
-    if x.dtype == torch.bool:
-        src, dst = src.view(np.uint8), dst.view(np.uint8)
-    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    for plane, into in zip(src, dst):
-        operation(plane, kernel, dst=into)
-    return out.view(x.shape)
+def window_range(plane: torch.Tensor, t: torch.Tensor, y: torch.Tensor, x: torch.Tensor, radius: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maximum and minimum of ``plane`` (T, 1, H, W) over the (2·radius+1)² windows around the
+    pixels (t, y, x), each (n,) long, clipped at the edges: (n,) each. A gather per pixel of
+    the window: for a few per cent of the pixels, cheaper than the windows of whole planes."""
+    h, w = plane.shape[-2:]
+    flat = plane.reshape(-1)
+    base = t * (h * w)
+    cols = [(x + dx).clamp(0, w - 1) for dx in range(-radius, radius + 1)]
+    highest = lowest = None
+    for dy in range(-radius, radius + 1):
+        row = base + (y + dy).clamp(0, h - 1) * w
+        for col in cols:
+            v = flat.index_select(0, row + col)
+            highest = v if highest is None else torch.maximum(highest, v)
+            lowest = v if lowest is None else torch.minimum(lowest, v)
+    return highest, lowest
 
 
 def solid(mask: torch.Tensor) -> torch.Tensor:
@@ -272,8 +262,20 @@ def resized(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Binary dilation of (N, 1, H, W) bool by a (2·radius+1)² square: covers the soft rim."""
-    return window_max(mask, radius) if radius > 0 else mask
+    """Binary dilation of (N, 1, H, W) bool by a (2·radius+1)² square: covers the soft rim.
+
+    On the CPU by OpenCV, plane by plane (its vectorised passes run three to four times as
+    fast as torch's); elsewhere as a running maximum along rows, then columns."""
+    if radius <= 0:
+        return mask
+    if mask.device.type != "cpu":
+        return _running_max(_running_max(mask, radius, -1), radius, -2)
+    planes = mask.reshape(-1, *mask.shape[-2:])
+    out = torch.empty_like(planes)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    for plane, into in zip(planes.numpy().view(np.uint8), out.numpy().view(np.uint8)):
+        cv2.dilate(plane, kernel, dst=into)  # the border takes no part, as when the window is clipped
+    return out.view(mask.shape)
 
 
 def spatial_fill(image: torch.Tensor, hole: torch.Tensor, reach: int = 65) -> torch.Tensor:
