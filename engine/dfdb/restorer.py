@@ -494,18 +494,21 @@ class Restorer:
         field = np.zeros((t, len(ks), 2, *grid), np.float32)  # Motion's layout
         valid = np.zeros((t, len(ks), 1, *size), bool)
         nb = np.tile(np.arange(t)[:, None], (1, len(ks)))
+        pairs = [(i, j) for i in range(t) for j, k in enumerate(ks) if 0 <= i + k < t]
+        for i, j in pairs:
+            nb[i, j] = i + ks[j]
+            valid[i, j, 0] = not self.params.motion
+
+        def lay_out(pair: tuple[int, int]) -> None:
+            """Frame i's flow to its neighbour j into the chunk's arrays (on the pool's threads:
+            the copies and the validity's unpacking leave the interpreter)."""
+            i, j = pair
+            flow = cache[(keys[i], keys[i + ks[j]])]
+            field[i, j], valid[i, j, 0] = flow.field.transpose(2, 0, 1), flow.validity(size)
+
         if self.params.motion:
             self._match(keys, lumas, cache, pool)
-        for i in range(t):
-            for j, k in enumerate(ks):
-                if not 0 <= i + k < t:
-                    continue
-                nb[i, j] = i + k
-                if not self.params.motion:
-                    valid[i, j, 0] = True
-                else:
-                    flow = cache[(keys[i], keys[i + k])]
-                    field[i, j], valid[i, j, 0] = flow.field.transpose(2, 0, 1), flow.validity(size)
+            list(pool.map(lay_out, pairs))
         dev = self.device
         motion = Motion(torch.from_numpy(field).to(dev), frame).resized(size)
         nb_t = torch.from_numpy(nb).to(dev)
