@@ -167,3 +167,15 @@ def test_flows_on_their_grid_give_the_same_values_densely_and_at_points() -> Non
     np.testing.assert_allclose(at.numpy(), dense[t, y, x].numpy(), atol=1e-5)
     assert torch.equal(motion.frames(1, 3).field, motion.field[1:3])
 
+
+
+def test_a_spatial_fill_of_scattered_spots_in_boxes_of_their_own_is_the_whole_frames_fill() -> None:
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 200, 300, generator=gen)
+    hole = torch.zeros(1, 1, 200, 300, dtype=torch.bool)
+    for y, x in [(10, 10), (150, 250), (100, 20), (190, 290)]:  # corners and edges, far apart
+        hole[0, 0, y:y + 6, x:x + 5] = True
+    whole = fill(np.ascontiguousarray(image[0].permute(1, 2, 0).numpy()), hole[0, 0].numpy())
+    out = blotch.spatial_fill(image, hole)
+    assert torch.equal(out, torch.from_numpy(whole).permute(2, 0, 1)[None])
+    assert torch.equal(out[~hole.expand_as(out)], image[~hole.expand_as(image)])

@@ -278,19 +278,39 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return out.view(mask.shape)
 
 
+#: Side (px) of the tiles that :func:`spatial_fill` groups a hole's pixels by.
+FILL_TILE = 128
+
+
 def spatial_fill(image: torch.Tensor, hole: torch.Tensor, reach: int = 65) -> torch.Tensor:
     """Fill ``hole`` (1, 1, H, W) bool in image (1, C, H, W) by :func:`flow.fill`.
 
-    Used where no temporal neighbour can be trusted. Only the hole's bounding box, grown by
-    ``reach`` px, is read and filled.
+    Used where no temporal neighbour can be trusted. Only boxes around the hole, grown by
+    ``reach`` px, are read and filled: one around the hole's pixels in each tile of
+    :data:`FILL_TILE` px where those boxes together are smaller than the one around all of it
+    (a few specks far apart), else that one. The box sums that fill a pixel reach less than
+    ``reach`` px from it unless the hole is wider than that, so the result does not depend
+    on the choice.
     """
-    ys, xs = hole[0, 0].nonzero(as_tuple=True)
-    if ys.numel() == 0:
+    ys, xs = (v.cpu().numpy() for v in hole[0, 0].nonzero(as_tuple=True))
+    if ys.size == 0:
         return image
-    y0, y1 = max(int(ys.min()) - reach, 0), int(ys.max()) + reach + 1
-    x0, x1 = max(int(xs.min()) - reach, 0), int(xs.max()) + reach + 1
-    crop = image[0, :, y0:y1, x0:x1].permute(1, 2, 0).cpu().numpy()
-    filled = fill(np.ascontiguousarray(crop), hole[0, 0, y0:y1, x0:x1].cpu().numpy())
+    h, w = hole.shape[-2:]
+    tiles, which = np.unique((ys // FILL_TILE) * w + xs // FILL_TILE, return_inverse=True)
+
+    def box(at: np.ndarray) -> tuple[int, int, int, int]:
+        return (max(int(xs[at].min()) - reach, 0), max(int(ys[at].min()) - reach, 0),
+                min(int(xs[at].max()) + reach + 1, w), min(int(ys[at].max()) + reach + 1, h))
+
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    parts = [(at, box(at)) for at in (np.flatnonzero(which == i) for i in range(tiles.size))]
+    every = np.arange(ys.size)
+    if sum(area(b) for _, b in parts) >= area(box(every)):
+        parts = [(every, box(every))]
+    mask = hole[0, 0].cpu().numpy()
     out = image.clone()
-    out[0, :, y0:y1, x0:x1] = torch.from_numpy(filled).permute(2, 0, 1).to(image.device)
+    for at, (x0, y0, x1, y1) in parts:
+        crop = np.ascontiguousarray(image[0, :, y0:y1, x0:x1].permute(1, 2, 0).cpu().numpy())
+        filled = fill(crop, mask[y0:y1, x0:x1])[ys[at] - y0, xs[at] - x0]  # (n, C)
+        out[0, :, torch.from_numpy(ys[at]), torch.from_numpy(xs[at])] = torch.from_numpy(filled).T.to(image.device)
     return out
