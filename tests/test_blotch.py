@@ -133,9 +133,10 @@ def test_candidates_tested_within_a_mask_are_the_full_test_there() -> None:
     exists = torch.ones(t, j, dtype=torch.bool)
     exists[0, :2] = False  # the shot's first frame
     within = torch.rand(t, 1, h, w, generator=gen) > 0.5
-    full = blotch.candidates(x0, x0_nb, valid, present, exists, threshold, spotted)
+    present_at = lambda t, y, x: present[t, :, 0, y, x].T  # noqa: E731
+    full = blotch.candidates(x0, x0_nb, valid, present_at, exists, threshold, spotted)
     assert full.any() and not full.all()
-    assert torch.equal(blotch.candidates(x0, x0_nb, valid, present, exists, threshold, spotted, within), full & within)
+    assert torch.equal(blotch.candidates(x0, x0_nb, valid, present_at, exists, threshold, spotted, within), full & within)
 
 
 def test_flow_is_matched_on_the_flow_grid_through_blotches() -> None:

@@ -142,9 +142,9 @@ def test_the_repair_grows_over_a_blotch_rim_and_nowhere_else():
     r = Restorer(Params())
     nb = torch.tensor([[i + k if 0 <= i + k < t else i for k in (-2, -1, 1, 2)] for i in range(t)])
     motion = Motion(torch.zeros(t, 4, 2, 1, 1), (h, w))
-    usable = torch.ones(t, 4, 1, h, w, dtype=torch.bool)
+    valid = torch.ones(t, 4, 1, h, w, dtype=torch.bool)
     ones, zeros = torch.ones(t, 1, 1, 1), torch.zeros(t, 1, 1, 1)
-    grown = r._grow(colour.clone(), colour, ones, zeros, detected, motion, usable, nb, torch.arange(t))
+    grown = r._grow(colour.clone(), colour, ones, zeros, detected, motion, valid, nb, torch.arange(t))
     rim = torch.zeros_like(detected)
     rim[2, 0, 9:17, 9:17] = True
     assert bool(grown[rim].all()), "the rim is not covered"

@@ -18,7 +18,7 @@ usable, unblotched neighbours, or by a spatial fill where there is none.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -35,7 +35,8 @@ ONE_SIDED_EXTRA = 1.0
 WIDE_RADIUS = 3
 
 
-def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor, present_nb: torch.Tensor,
+def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.Tensor,
+               present: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                exists: torch.Tensor, threshold: float | torch.Tensor,
                spotted_nb: Iterable[torch.Tensor] | None = None, within: torch.Tensor | None = None) -> torch.Tensor:
     """Allowed support of S, (T, 1, H, W) bool.
@@ -43,8 +44,9 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
     x0: (T, 1, H, W) flicker-corrected luma; x0_nb: its J neighbours warped onto frame t (each
     corrected with its own fields), (T, 1, H, W) each in the order of the offsets, any
     iterable (a generator keeps one in memory at a time); valid_nb: (T, J, 1, H, W) bool, where
-    the flow to the neighbour passed its consistency check; present_nb: same shape, where the
-    neighbour exists and the flow (valid or interpolated) lands inside it; exists: (T, J)
+    the flow to the neighbour passed its consistency check; present(t, y, x): for pixels of
+    frames t, rows y, columns x (each (n,)), (J, n) bool, where the neighbour exists and the
+    flow (valid or interpolated) lands inside it (asked at the few pixels that need it); exists: (T, J)
     bool, the neighbour is a frame of the shot; threshold: (T, 1, 1, 1) or a number;
     spotted_nb: for each neighbour in the order of x0_nb, (T, 1, H, W) bool, where it has
     content nearby that the frame beyond it does not explain (:func:`dfdb.restorer.unexplained`),
@@ -78,7 +80,6 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
 
     x = at(x0)
     valid = torch.stack([at(v) for v in valid_nb.unbind(1)])  # (J, n)
-    present = torch.stack([at(v) for v in present_nb.unbind(1)])
     there = exists.index_select(0, ti).T  # (J, n)
     before, after = valid[:half].any(0), valid[half:].any(0)
     threshold = torch.as_tensor(threshold, dtype=x0.dtype, device=x0.device).expand(t, 1, 1, 1).reshape(t)[ti]
@@ -89,6 +90,7 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
     wide = (~(before & after) & (there.sum(0) >= 2)).nonzero().squeeze(1)
     wide_threshold = one_sided(threshold, there[:half].any(0), there[half:].any(0))[wide]
     wide_above, wide_below = torch.ones_like(wide, dtype=torch.bool), torch.ones_like(wide, dtype=torch.bool)
+    present_wide = present(ti[wide], yi[wide], xi[wide]) if wide.numel() else None  # (J, n_wide)
     spots = spotted_nb if spotted_nb is not None else (None for _ in range(valid_nb.shape[1]))
     for k, (x_nb, spot) in enumerate(zip(x0_nb, spots, strict=True)):
         skip = ~valid[k]
@@ -105,7 +107,7 @@ def candidates(x0: torch.Tensor, x0_nb: Iterable[torch.Tensor], valid_nb: torch.
         below &= beats_below
         if wide.numel():
             highest, lowest = window_range(x_nb, ti[wide], yi[wide], xi[wide], WIDE_RADIUS)
-            absent, seen, xw = ~there[k][wide], present[k][wide], x[wide]
+            absent, seen, xw = ~there[k][wide], present_wide[k], x[wide]
             wide_above &= absent | (seen & (xw - highest > wide_threshold))
             wide_below &= absent | (seen & (lowest - xw > wide_threshold))
     count = valid.sum(0)

@@ -313,36 +313,11 @@ class Motion:
         planes = self.field.reshape(frames * offsets, 2, h, w)
         return sample_points(planes, t * offsets + j, (x + 0.5) * (w / cols) - 0.5, (y + 0.5) * (h / rows) - 0.5)
 
-    def inside(self, frames: slice, j: int) -> torch.Tensor:
-        """(n, H, W) bool: where the flows of ``frames`` to neighbour j take the pixel inside
-        the frame (:func:`lands_inside` of :meth:`dense`).
-
-        Bilinear upsampling never leaves the range of the coarse field, so only a pixel closer
-        to an edge than the largest displacement towards it can land outside: only the bands
-        along the edges that the flows point to are looked at (:meth:`at`; a pan to the left
-        leaves a band on the left only), unless they cover much of the frame.
-        """
-        rows, cols = self.size
-        coarse = self.field[frames, j]
-        if coarse.numel() == 0:
-            return torch.ones(0, rows, cols, dtype=torch.bool, device=self.field.device)
-        # How far the flows reach past each edge: left, right, top, bottom (px).
-        low, high = coarse.amin((0, 2, 3)), coarse.amax((0, 2, 3))
-        left, top = (math.ceil(max(0.0, -float(v))) for v in low)
-        right, bottom = (math.ceil(max(0.0, float(v))) for v in high)
-        if 2 * (left + right) >= cols or 2 * (top + bottom) >= rows:
-            return lands_inside(self.dense(frames, j))
-        t = torch.arange(self.field.shape[0], device=self.field.device)[frames]
-        out = torch.ones(t.numel(), rows, cols, dtype=torch.bool, device=self.field.device)
-        rim = torch.ones(rows, cols, dtype=torch.bool, device=out.device)
-        rim[top:rows - bottom, left:cols - right] = False
-        ys, xs = rim.nonzero(as_tuple=True)
-        if ys.numel() == 0:
-            return out
-        x, y = xs.to(self.field.dtype).repeat(t.numel()), ys.to(self.field.dtype).repeat(t.numel())
-        u = self.at(t.repeat_interleave(ys.numel()), j, x, y)
-        out[:, ys, xs] = within(x + u[:, 0], y + u[:, 1], self.size).view(t.numel(), -1)
-        return out
+    def lands_inside_at(self, t: torch.Tensor, j: torch.Tensor | int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(n,) bool: the flows of frames t to neighbours j take the frame points (x, y), each
+        (n,), inside the frame (:meth:`at`; :func:`lands_inside` of :meth:`dense` there)."""
+        u = self.at(t, j, x, y)
+        return within(x + u[:, 0], y + u[:, 1], self.size)
 
     def along(self, frames: torch.Tensor, j: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(T, P, 2) px: the flow of frame ``frames[i]`` (T,) to neighbour j at the P points

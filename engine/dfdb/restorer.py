@@ -30,7 +30,7 @@ from . import blotch
 from .allocator import release_freed_memory
 from .cuts import is_cut, thumbnail
 from .errors import Cancelled, InputError
-from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, luma, sample_points, track, warp
+from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, luma, sample_points, track, warp, within
 from .frames import RestoredFrame
 from .model import clipped, restore, upsample
 from .objective import Problem, Weights, any_paired, field_table, pair_weights, residual, unbiased
@@ -188,14 +188,13 @@ def neighbour_plane(y: torch.Tensor, motion: Motion, nb: torch.Tensor, frames: s
     return out
 
 
-def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, present: torch.Tensor,
-                      nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor,
+def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor,
                       frames: slice, spotted: torch.Tensor | None = None, within: torch.Tensor | None = None
                       ) -> torch.Tensor:
     """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx), on
     ``frames`` (empty elsewhere), among the pixels ``within`` (T, 1, H, W) bool (None: all).
 
-    y (T, K, H, W), motion, valid and present (T, J, 1, H, W), nb (T, J) as in
+    y (T, K, H, W), motion, valid (T, J, 1, H, W), nb (T, J) as in
     :meth:`Restorer._fit`; threshold (T,) intensity; spotted (2, T, H, W) bool from
     :func:`unexplained`, or None. The frames and their neighbours are corrected once
     (:func:`corrected_luma`), each neighbour with its own fields where the flow lands; the
@@ -209,7 +208,8 @@ def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, pres
     out = torch.zeros(y.shape[0], 1, *y.shape[2:], dtype=torch.bool, device=y.device)
     ks = offsets(nb.shape[1] // 2)
     spots = None if spotted is None else (spotted[int(k > 0)][around[:, j]].unsqueeze(1) for j, k in enumerate(ks))
-    out[frames] = blotch.candidates(x[frames.start - lo:frames.stop - lo], x0_nb, valid[frames], present[frames],
+    present = lambda t, yy, xx: present_at(motion, nb, t + frames.start, yy, xx)  # noqa: E731
+    out[frames] = blotch.candidates(x[frames.start - lo:frames.stop - lo], x0_nb, valid[frames], present,
                                     in_shot(around), threshold[frames].view(-1, 1, 1, 1), spots,
                                     None if within is None else within[frames])
     return out
@@ -219,6 +219,15 @@ def in_shot(nb: torch.Tensor) -> torch.Tensor:
     """(T, J) bool: neighbour j of frame t is a frame of the context (the shot); nb (T, J) as in
     :meth:`Restorer._neighbours`, where a neighbour outside it is the frame itself."""
     return nb != torch.arange(nb.shape[0], device=nb.device).unsqueeze(1)
+
+
+def present_at(motion: Motion, nb: torch.Tensor, t: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(J, n) bool: neighbour j of frames t is present at the pixels (y, x) (each (n,) long):
+    a frame of the context (:func:`in_shot`) that the flow, valid or interpolated, takes the
+    pixel inside of. Asked at the few pixels that need it, never for whole frames."""
+    xf, yf = x.to(motion.field.dtype), y.to(motion.field.dtype)
+    there = in_shot(nb).index_select(0, t)  # (n, J)
+    return torch.stack([there[:, j] & motion.lands_inside_at(t, j, xf, yf) for j in range(nb.shape[1])])
 
 
 def corrected_luma(y: torch.Tensor, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -474,14 +483,14 @@ class Restorer:
             cache[(keys[a], keys[b])], cache[(keys[b], keys[a])] = forward, backward
 
     def _neighbours(self, ctx: list[_Frame], size: tuple[int, int], pool: ThreadPoolExecutor,
-                    lumas: list[np.ndarray] | None = None) -> tuple[Motion, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Flows (:class:`~dfdb.flow.Motion`), validity and presence (T, J, 1, H, W) bool and
-        indices nb (T, J), on the device, for the frames at ``size`` (H, W): the fit's.
+                    lumas: list[np.ndarray] | None = None) -> tuple[Motion, torch.Tensor, torch.Tensor]:
+        """Flows (:class:`~dfdb.flow.Motion`), validity (T, J, 1, H, W) bool and indices nb
+        (T, J), on the device, for the frames at ``size`` (H, W): the fit's.
 
-        A neighbour is present where it is in the context and the flow (valid or interpolated)
-        lands inside it; outside the context it is neither (its nb is the frame itself, its
-        flow 0). Flows come from the clip's cache or, for ``lumas`` (the second pass's restored
-        lumas), are matched anew, on ``pool`` (:meth:`_match`).
+        A neighbour outside the context is not valid (its nb is the frame itself, its flow 0);
+        where one is present, :func:`present_at` says at points. Flows come from the clip's
+        cache or, for ``lumas`` (the second pass's restored lumas), are matched anew, on
+        ``pool`` (:meth:`_match`).
         """
         t, frame = len(ctx), ctx[0].image.shape[:2]
         ks = offsets(self.params.radius)
@@ -511,13 +520,7 @@ class Restorer:
             list(pool.map(lay_out, pairs))
         dev = self.device
         motion = Motion(torch.from_numpy(field).to(dev), frame).resized(size)
-        nb_t = torch.from_numpy(nb).to(dev)
-        there = in_shot(nb_t).view(t, -1, 1, 1, 1)
-        present = torch.empty(t, len(ks), 1, *size, dtype=torch.bool, device=dev)
-        for b in frame_blocks(t, size, dev):
-            for j in range(len(ks)):
-                present[b, j, 0] = motion.inside(b, j) & there[b, j, 0]
-        return motion, torch.from_numpy(valid).to(dev), present, nb_t
+        return motion, torch.from_numpy(valid).to(dev), torch.from_numpy(nb).to(dev)
 
     @staticmethod
     def _lumas(ctx: list[_Frame], size: tuple[int, int]) -> list[np.ndarray]:
@@ -544,13 +547,9 @@ class Restorer:
         with ThreadPoolExecutor(torch.get_num_threads() + 1) as pool:  # a thread per core, and the test's
             impulse_test = pool.submit(unexplained, self._lumas(ctx, size), self._around(core, len(ctx)),
                                        p.work_scale, p.radius) if p.blotches else None
-            motion, valid, present, nb = self._neighbours(ctx, size, pool, lumas)
-            g, hf, repaired = self._fit(self._colour(ctx, size), motion, valid, present, nb, core, impulse_test)
-        # Repairs take the valid neighbours, or the present ones where none is valid (in place:
-        # the presence mask is not needed any more).
-        usable = present.logical_and_(~blotch.any_of(valid).unsqueeze(1)).logical_or_(valid)
-        del valid, present
-        return self._finish(ctx, core, g, hf, repaired, motion, usable, nb, lumas)
+            motion, valid, nb = self._neighbours(ctx, size, pool, lumas)
+            g, hf, repaired = self._fit(self._colour(ctx, size), motion, valid, nb, core, impulse_test)
+        return self._finish(ctx, core, g, hf, repaired, motion, valid, nb, lumas)
 
     def _colour(self, ctx: list[_Frame], size: tuple[int, int] | None = None) -> torch.Tensor:
         """The context's colour channels (T, 3|1, H, W) on the device (alpha left out), at
@@ -565,7 +564,7 @@ class Restorer:
             colour[i].copy_(torch.from_numpy(image).permute(2, 0, 1))
         return colour
 
-    def _fit(self, y: torch.Tensor, motion: Motion, valid: torch.Tensor, present: torch.Tensor, nb: torch.Tensor,
+    def _fit(self, y: torch.Tensor, motion: Motion, valid: torch.Tensor, nb: torch.Tensor,
              core: range, impulse_test: Future[tuple[np.ndarray, np.ndarray]] | None
              ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Fit the chunk: corrections g, h (T, F, Gy, Gx), None when neither flicker nor blotches
@@ -573,7 +572,7 @@ class Restorer:
 
         y: the colour planes (T, K, H, W) (:meth:`_colour`; one correction for all of them,
         F = 1, or one each, F = K, with ``per_channel``), at the fit's size (:func:`work_size`);
-        motion, valid, present, nb from :meth:`_neighbours`; core: the frames restored;
+        motion, valid, nb from :meth:`_neighbours`; core: the frames restored;
         impulse_test: :func:`unexplained` of the input lumas at that size on :meth:`_around`
         the core, being computed (None without blotches). The blotch layer lives on the
         core and the r frames on each side, whose blotches enter the core's residuals and
@@ -606,7 +605,7 @@ class Restorer:
             # The test reads the corrected planes' mean: with one correction for all planes, the
             # correction of their mean, warped once instead of once per plane.
             flat = y.mean(1, keepdim=True) if first.g.shape[1] < y.shape[1] else y
-            support = candidate_support(flat, motion, valid, present, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
+            support = candidate_support(flat, motion, valid, nb, first.g, first.h, CANDIDATE_FRACTION * lam_s,
                                         slice(near.start, near.stop), torch.from_numpy(spotted).to(dev),
                                         torch.from_numpy(impulsive).to(dev))
             del flat
@@ -622,13 +621,15 @@ class Restorer:
         # The solver sees S only through residuals; a candidate with no residual of its own (no
         # symmetric pair of valid neighbours) but a present neighbour on each side that the
         # shot has (a shot's ends have one side only) is decided by the candidate test alone.
+        lone = support & ~any_paired(valid)
+        pts = lone.view(-1).nonzero().squeeze(1)
+        ti, yi, xi = pts // (h * w), (pts // w) % h, pts % w
+        present, exists = present_at(motion, nb, ti, yi, xi), in_shot(nb).index_select(0, ti).T  # (J, n)
         half = nb.shape[1] // 2
-        exists = in_shot(nb).view(t, -1, 1, 1, 1)
-        unseen = ~any_paired(valid)
         for side in (slice(None, half), slice(half, None)):
-            unseen &= blotch.any_of(present[:, side]) | ~blotch.any_of(exists[:, side])
+            lone.view(-1)[pts] &= present[side].any(0) | ~exists[side].any(0)
         gain, offset = unbiased(v.g, v.h, problem.smoother)
-        return gain, offset, blotch.dilate(blotch.solid((s_plane != 0) | (support & unseen)), RIM_PIXELS)
+        return gain, offset, blotch.dilate(blotch.solid((s_plane != 0) | lone), RIM_PIXELS)
 
     def _problem(self, y: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
                  lam: Weights, support: torch.Tensor | None = None,
@@ -652,7 +653,7 @@ class Restorer:
             self._schedule = autotune(problem, self.params.iterations)
         return self._schedule
 
-    def _finish(self, ctx, core, g, h, repaired, motion, usable, nb, lumas) -> list[RestoredFrame]:
+    def _finish(self, ctx, core, g, h, repaired, motion, valid, nb, lumas) -> list[RestoredFrame]:
         """Apply the corrections, debias the blotch support, and package the core frames.
 
         Only the core and the r frames on each side, which its repairs read, are corrected
@@ -677,12 +678,12 @@ class Restorer:
         cidx = torch.arange(core.start - lo, core.stop - lo, device=colour.device)
         # Frame indices within the span: the core's neighbours all lie in it. The support and
         # flows of a fit at a lower resolution are brought to the frame's.
-        repaired, usable = blotch.resized(repaired[lo:hi], (hh, ww)), usable[lo:hi]
+        repaired, valid = blotch.resized(repaired[lo:hi], (hh, ww)), valid[lo:hi]
         motion, nb = motion.frames(lo, hi).resized((hh, ww)), nb[lo:hi] - lo
-        repaired = self._grow(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
-        corrected = self._repair(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
+        repaired = self._grow(corrected, colour, gain, offset, repaired, motion, valid, nb, cidx)
+        corrected = self._repair(corrected, colour, gain, offset, repaired, motion, valid, nb, cidx)
         if p.flicker and g is not None:
-            corrected = self._unclip(corrected, colour, gain, offset, repaired, motion, usable, nb, cidx)
+            corrected = self._unclip(corrected, colour, gain, offset, repaired, motion, valid, nb, cidx)
         if p.second_pass and lumas is None and g is not None:
             restored_luma = luma(corrected.permute(0, 2, 3, 1)).clamp(0, 1).cpu().numpy()
             return self._solve(ctx, core, list(restored_luma))
@@ -700,7 +701,7 @@ class Restorer:
                                      _stats(f, mask, gmap, omap)))
         return out
 
-    def _grow(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
+    def _grow(self, corrected, colour, gain, offset, repaired, motion, valid, nb, frames: torch.Tensor) -> torch.Tensor:
         """The repaired support of ``frames`` grown by up to :data:`GROWTH_STEPS` pixels into
         the pixels next to it whose luma (corrected, unrepaired) lies more than
         :data:`GROWTH_MARGIN` from the motion-compensated neighbours' estimate
@@ -714,7 +715,7 @@ class Restorer:
         reach[frames] = blotch.dilate(repaired[frames], GROWTH_STEPS) & ~repaired[frames]
         ring = reach.nonzero()
         ti, yi, xi = ring[:, 0], ring[:, 2], ring[:, 3]
-        estimate, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi)
+        estimate, weight = self._from_neighbours(colour, gain, offset, repaired, motion, valid, nb, ti, yi, xi)
         margin = GROWTH_MARGIN / self.params.sensitivity
         far = ((corrected[ti, :, yi, xi] - estimate).mean(1).abs() > margin) & (weight[:, 0] > 0)
         passed = torch.zeros_like(repaired)
@@ -724,7 +725,7 @@ class Restorer:
             grown = grown | (blotch.dilate(grown, 1) & passed)
         return grown
 
-    def _repair(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
+    def _repair(self, corrected, colour, gain, offset, repaired, motion, valid, nb, frames: torch.Tensor) -> torch.Tensor:
         """Replace blotch-support pixels of ``frames`` by the motion-compensated neighbours' average.
 
         Pixels no neighbour can fill (:meth:`_from_neighbours`) get a spatial fill. Shapes as
@@ -736,7 +737,7 @@ class Restorer:
         if pts.numel() == 0:
             return corrected
         ti, yi, xi = pts[:, 0], pts[:, 2], pts[:, 3]
-        filled, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi)
+        filled, weight = self._from_neighbours(colour, gain, offset, repaired, motion, valid, nb, ti, yi, xi)
         have = weight[:, 0] > 0
         corrected[ti[have], :, yi[have], xi[have]] = filled[have]
         if not bool(have.all()):
@@ -747,7 +748,7 @@ class Restorer:
                 corrected[f:f + 1] = blotch.spatial_fill(corrected[f:f + 1], hole)
         return corrected
 
-    def _unclip(self, corrected, colour, gain, offset, repaired, motion, usable, nb, frames: torch.Tensor) -> torch.Tensor:
+    def _unclip(self, corrected, colour, gain, offset, repaired, motion, valid, nb, frames: torch.Tensor) -> torch.Tensor:
         """Take clipped samples of ``frames`` beyond their bound where the neighbours saw them.
 
         A sample the scan clipped at white (:func:`clipped`) was at least that bright, so
@@ -766,7 +767,7 @@ class Restorer:
         if pts.numel() == 0:
             return corrected
         ti, yi, xi = pts[:, 0], pts[:, 2], pts[:, 3]
-        est, weight = self._from_neighbours(colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi,
+        est, weight = self._from_neighbours(colour, gain, offset, repaired, motion, valid, nb, ti, yi, xi,
                                             unclipped=True)
         seen = weight > 0
         high, low = clipped(colour[ti, :, yi, xi])
@@ -776,19 +777,22 @@ class Restorer:
         corrected[ti, :, yi, xi] = now
         return corrected
 
-    def _from_neighbours(self, colour, gain, offset, repaired, motion, usable, nb, ti, yi, xi,
+    def _from_neighbours(self, colour, gain, offset, repaired, motion, valid, nb, ti, yi, xi,
                          unclipped: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The corrected, motion-compensated neighbours of the pixels (ti, yi, xi), each (n,),
         averaged with the window's weights: values (n, K) and their total weight (n, K) (0
         where no neighbour counts; the values are then 0).
 
-        Neighbour k counts where it is usable (T, J, 1, h, w: at the fit's size, read at the
-        nearest pixel) and its own pixel is not repaired; with ``unclipped``, per channel, only
-        where its sample is not clipped either. ``gain``, ``offset``: the fields on their grid
-        (T, F, Gy, Gx), read where the flow lands (:func:`fields_at`); other shapes as in
-        :meth:`_solve`.
+        Neighbour k counts where it is usable and its own pixel is not repaired; with
+        ``unclipped``, per channel, only where its sample is not clipped either. Usable: valid
+        (``valid`` (T, J, 1, h, w): at the fit's size, read at the nearest pixel), or, where no
+        neighbour is valid, present (a frame of the context whose flow takes the pixel inside
+        the frame). ``gain``, ``offset``: the fields on their grid (T, F, Gy, Gx), read where
+        the flow lands (:func:`fields_at`); other shapes as in :meth:`_solve`.
         """
-        uy, ux = yi * usable.shape[-2] // repaired.shape[-2], xi * usable.shape[-1] // repaired.shape[-1]
+        rows, cols = repaired.shape[-2:]
+        valid_here = valid[ti, :, 0, yi * valid.shape[-2] // rows, xi * valid.shape[-1] // cols]  # (n, J)
+        none_valid = ~valid_here.any(1)
         ks = offsets(self.params.radius)
         beta = NEIGHBOUR_WEIGHTS[self.params.radius]
         num = colour.new_zeros(len(ti), colour.shape[1])
@@ -798,8 +802,10 @@ class Restorer:
             nt = nb[ti, j]
             u = motion.at(ti, j, xf, yf)
             px, py = xf + u[:, 0], yf + u[:, 1]
-            blotched = repaired[nt, 0, py.round().long().clamp(0, repaired.shape[2] - 1), px.round().long().clamp(0, repaired.shape[3] - 1)]
-            ok = (usable[ti, j, 0, uy, ux] & ~blotched).to(colour.dtype).unsqueeze(1) * beta[abs(k) - 1]
+            present = (nt != ti) & within(px, py, (rows, cols))
+            blotched = repaired[nt, 0, py.round().long().clamp(0, rows - 1), px.round().long().clamp(0, cols - 1)]
+            usable = valid_here[:, j] | (present & none_valid)
+            ok = (usable & ~blotched).to(colour.dtype).unsqueeze(1) * beta[abs(k) - 1]
             sample = sample_points(colour, nt, px, py)
             if unclipped:
                 high, low = clipped(sample)
