@@ -792,7 +792,7 @@ class Restorer:
         """
         rows, cols = repaired.shape[-2:]
         valid_here = valid[ti, :, 0, yi * valid.shape[-2] // rows, xi * valid.shape[-1] // cols]  # (n, J)
-        none_valid = ~valid_here.any(1)
+        none_valid, there = ~valid_here.any(1), in_shot(nb)[ti]  # (n,), (n, J)
         ks = offsets(self.params.radius)
         beta = NEIGHBOUR_WEIGHTS[self.params.radius]
         num = colour.new_zeros(len(ti), colour.shape[1])
@@ -802,7 +802,7 @@ class Restorer:
             nt = nb[ti, j]
             u = motion.at(ti, j, xf, yf)
             px, py = xf + u[:, 0], yf + u[:, 1]
-            present = (nt != ti) & within(px, py, (rows, cols))
+            present = there[:, j] & within(px, py, (rows, cols))  # present_at, from the flow read here
             blotched = repaired[nt, 0, py.round().long().clamp(0, rows - 1), px.round().long().clamp(0, cols - 1)]
             usable = valid_here[:, j] | (present & none_valid)
             ok = (usable & ~blotched).to(colour.dtype).unsqueeze(1) * beta[abs(k) - 1]
