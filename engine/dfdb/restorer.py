@@ -188,9 +188,9 @@ def neighbour_plane(y: torch.Tensor, motion: Motion, nb: torch.Tensor, frames: s
     return out
 
 
-def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, nb: torch.Tensor, g: torch.Tensor, h: torch.Tensor, threshold: torch.Tensor,
-                      frames: slice, spotted: torch.Tensor | None = None, within: torch.Tensor | None = None
-                      ) -> torch.Tensor:
+def candidate_support(y: torch.Tensor, motion: Motion, valid: torch.Tensor, nb: torch.Tensor, g: torch.Tensor,
+                      h: torch.Tensor, threshold: torch.Tensor, frames: slice, spotted: torch.Tensor | None = None,
+                      within: torch.Tensor | None = None) -> torch.Tensor:
     """Allowed blotch support (T, 1, H, W) bool after the correction g, h (T, K, Gy, Gx), on
     ``frames`` (empty elsewhere), among the pixels ``within`` (T, 1, H, W) bool (None: all).
 
