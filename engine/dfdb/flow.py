@@ -14,7 +14,6 @@ that frame_t(x) ≈ frame_{t+k}(x + u(x)).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import cv2
