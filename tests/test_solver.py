@@ -9,39 +9,56 @@ import torch
 
 from dfdb.bench.synth import degrade, make_scene
 from dfdb.linear import LinearMap
-from dfdb import Params, Restorer, problem
-from dfdb.objective import Points, Weights, any_paired, energy, paired, residual, sides
-from dfdb.problem import assemble
+from dfdb import Params, Restorer, blotch, problem
+from dfdb.objective import Points, Weights, any_paired, blotch_data, blotch_energy, energy, paired, residual, sides
+from dfdb.problem import assemble, assemble_blotches
 from dfdb.flow import Motion, lands_inside, sample_points, track, warp, warp_points
 from dfdb.objective import affine_residual, robust_sum
 from dfdb.restorer import gaussian_average, long_range, long_reach, neighbour_beta, offsets
-from dfdb.solver import PRECONDITIONED_L, Schedule, Variables, fista, lipschitz, preconditioner, soft_threshold
+from dfdb.solver import (PRECONDITIONED_L, Fields, Schedule, fit_blotches, fit_fields, lipschitz, preconditioner,
+                         soft_threshold)
 
-LAM = Weights(lambda_s=0.05, lambda_r=0.05, lambda_p=0.002, lambda_0=0.0001, delta=0.04)
+LAM = Weights(lambda_r=0.05, lambda_p=0.002, lambda_0=0.0001, delta=0.04)
+LAMBDA_S = 0.05
 
 
-def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = None,
-                  reach: tuple[int, int] | None = None):
-    """Problem for planes y (T, 1, H, W) of a still camera: zero flow, every neighbour valid;
-    with the long-range term (λ_L = 1) when ``reach`` gives its (L, step)."""
+def still_camera(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Motion]:
+    """(valid, nb, motion) for planes y (T, 1, H, W) of a still camera: zero flow, every
+    neighbour in the clip valid."""
     t, _, h, w = y.shape
     ks = offsets(2)
     nb = torch.tensor([[min(max(i + k, 0), t - 1) for k in ks] for i in range(t)])
     present = torch.tensor([[0 <= i + k < t for k in ks] for i in range(t)]).view(t, len(ks), 1, 1, 1)
-    valid = present.expand(t, len(ks), 1, h, w)
-    motion = Motion(torch.zeros(t, len(ks), 2, h, w), (h, w))
+    return present.expand(t, len(ks), 1, h, w), nb, Motion(torch.zeros(t, len(ks), 2, h, w), (h, w))
+
+
+def still_problem(y: torch.Tensor, grid=(3, 3), support: torch.Tensor | None = None,
+                  reach: tuple[int, int] | None = None):
+    """The fields' problem for planes y (T, 1, H, W) of a still camera, the pixels a blotch
+    layer on ``support`` touches left out; with the long-range term (λ_L = 1) when ``reach``
+    gives its (L, step)."""
+    valid, nb, motion = still_camera(y)
     far = long_range(y, motion, *reach).term(support) if reach else None
     lam = dataclasses.replace(LAM, lambda_l=1.0 if reach else 0.0)
-    return assemble(y, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(t, 6.0, y.device),
-                    support, far)
+    touched = None if support is None else blotch.touched(support, blotch.footprints(support, motion, paired(valid), nb))
+    return assemble(y, valid, neighbour_beta(2, y.device), nb, motion, grid, lam, gaussian_average(y.shape[0], 6.0, y.device),
+                    touched, far)
+
+
+def still_blotches(y: torch.Tensor, support: torch.Tensor, fields: Fields):
+    """The blotch layer's problem for planes y of a still camera, S on ``support``, the fields fixed."""
+    valid, nb, motion = still_camera(y)
+    feet = blotch.footprints(support, motion, paired(valid), nb)
+    return assemble_blotches(y, valid, neighbour_beta(2, y.device), nb, motion, support, feet, fields.g, fields.h,
+                             LAMBDA_S, LAM.delta)
 
 
 def test_a_linear_fade_has_zero_residual():
     base = torch.rand(1, 1, 24, 32) * 0.5 + 0.25
     ramp = torch.linspace(1.0, 0.4, 10).view(10, 1, 1, 1)
     p = still_problem(base * ramp, reach=(4, 1))
-    v = Variables.identity(p)
-    on_lattice, _ = residual(v.g, v.h, v.s, p)
+    v = Fields.identity(p)
+    on_lattice = residual(v.g, v.h, p)
     counted = p.lattice.q > 0  # frames with a symmetric pair of neighbours
     assert bool(counted.any()) and on_lattice[counted].abs().max() < 1e-5
     far = affine_residual(v.g, v.h, p.far)
@@ -52,10 +69,10 @@ def test_fista_lowers_the_energy_and_removes_global_flicker():
     base = torch.rand(1, 1, 24, 32) * 0.5 + 0.25
     gains = torch.tensor([1.0, 1.2, 0.85, 1.1, 0.9, 1.15, 0.95, 1.05, 0.9, 1.0]).view(10, 1, 1, 1)
     p = still_problem((base * gains).clamp(0, 1), grid=(1, 1))
-    start = Variables.identity(p)
-    e0 = float(energy(start.g, start.h, start.s, p))
-    v = fista(p, Schedule.default(30))
-    assert float(energy(v.g, v.h, v.s, p)) < 0.2 * e0
+    start = Fields.identity(p)
+    e0 = float(energy(start.g, start.h, p))
+    v = fit_fields(p, Schedule.default(30))
+    assert float(energy(v.g, v.h, p)) < 0.2 * e0
     restored = (v.g.view(10, 1, 1, 1) * ((base * gains) - 0.5) + 0.5 + v.h.view(10, 1, 1, 1)).mean((1, 2, 3))
     assert restored.std() < 0.3 * (base * gains).mean((1, 2, 3)).std()
 
@@ -69,7 +86,7 @@ def test_the_long_range_term_removes_the_slow_flicker_the_window_leaves():
     spread = {}
     for reach in (None, long_reach(2)):
         p = still_problem(y, grid=(1, 1), reach=reach)
-        v = fista(p, Schedule.default(30))
+        v = fit_fields(p, Schedule.default(30))
         restored = (v.g.view(40, 1, 1, 1) * (y - 0.5) + 0.5 + v.h.view(40, 1, 1, 1)).mean((1, 2, 3))
         spread[reach] = float(restored[8:-8].std() / y.mean((1, 2, 3))[8:-8].std())
     assert spread[long_reach(2)] < 0.3 and spread[long_reach(2)] < 0.7 * spread[None], spread
@@ -185,15 +202,19 @@ def test_where_flows_land_inside_the_frame_at_points_is_the_dense_flows_answer()
             assert torch.equal(at.view(4, 24, 32), dense)
 
 
-def test_the_shipped_lipschitz_constant_bounds_the_measured_one():
+def test_the_shipped_lipschitz_constants_bound_the_measured_ones():
     for seed, kind in enumerate(("pan", "static", "objects")):
         frames = degrade(make_scene(kind, 8, 48, 64, seed=seed), "old_film", seed=seed).frames
         y = torch.from_numpy(frames.mean(-1, keepdims=True)).permute(0, 3, 1, 2).contiguous()
         support = torch.zeros_like(y, dtype=torch.bool)
         support[:, :, 10:14, 20:26] = True
+        support[2:5, :, 30:33, 40:50] = True
         for grid, reach in (((1, 1), None), ((4, 4), None), ((4, 4), (4, 1)), ((4, 4), long_reach(1))):
             p = still_problem(y, grid, support, reach)
-            assert lipschitz(p, preconditioner(p), Variables.identity(p)) <= PRECONDITIONED_L
+            d, at = preconditioner(p), Fields.identity(p)
+            assert lipschitz(lambda g, h: energy(g, h, p), (d.g, d.h), (at.g, at.h)) <= PRECONDITIONED_L
+        b = still_blotches(y, support, fit_fields(p, Schedule.default(10)))
+        assert lipschitz(lambda s: blotch_data(s, b), (b.scale,), (torch.zeros(b.s_index.numel()),)) <= PRECONDITIONED_L
 
 
 def test_the_robust_sum_is_huber_and_twice_differentiable():
@@ -221,11 +242,38 @@ def test_a_blotch_is_absorbed_by_s_only_on_its_support():
     support = torch.zeros_like(y, dtype=torch.bool)
     support[4, 0, 8:16, 8:16] = True
     p = still_problem(y, (2, 2), support)
-    v = fista(p, Schedule.default(40))
-    s = torch.zeros(9 * 24 * 32).index_put_((p.s_index,), v.s).view(9, 1, 24, 32)
+    fields = fit_fields(p, Schedule.default(40))
+    b = still_blotches(y, support, fields)
+    layer = fit_blotches(b, Schedule.default(40))
+    # Absorbing it costs λ_S|s| instead of the Huber slopes of its own residual and its four
+    # footprints': 2/3 of E_S at S = 0.
+    assert float(blotch_energy(layer, b)) < 0.75 * float(blotch_energy(torch.zeros_like(layer), b))
+    s = torch.zeros(9 * 24 * 32).index_put_((b.s_index,), layer).view(9, 1, 24, 32)
     inside = s[4, 0, 10:14, 10:14]
     assert (inside < -0.1).all()  # S explains the dark patch (X̂ = … − S, so S < 0)
     assert s[4, 0, 8:16, 8:16].abs().sum() - inside.abs().sum() < 0.05 * inside.abs().sum()
+    # The box: X̂ = g Y + h − S stays in [0, 1].
+    assert bool((layer >= b.low - 1e-6).all()) and bool((layer <= b.high + 1e-6).all())
+    # With S's pixels left to S, the blotch does not darken the fields' fit of its frame.
+    assert abs(float(fields.g[4].mean()) - 1.0) < 0.02 and abs(float(fields.h[4].mean())) < 0.01
+
+
+def test_the_fields_lattice_leaves_the_pixels_s_touches_to_it():
+    y = torch.rand(9, 1, 24, 32) * 0.4 + 0.3
+    support = torch.zeros_like(y, dtype=torch.bool)
+    support[4, 0, 8:16, 8:16] = True
+    free, left = still_problem(y, (2, 2)), still_problem(y, (2, 2), support)
+    valid, nb, motion = still_camera(y)
+    touched = blotch.touched(support, blotch.footprints(support, motion, paired(valid), nb))
+    # Zero flow: S's pixels in frame 4 and its footprints, the same pixels of frames 2, 3, 5 and 6.
+    assert touched[2:7, 0, 8:16, 8:16].all() and not touched[[0, 1, 7, 8]].any()
+    lat = left.lattice.q > 0
+    yy, xx = problem.lattice_points((24, 32), y.device)
+    on_touched = touched[:, 0, yy, xx]
+    assert bool(on_touched.any()) and not lat[on_touched].any() and lat[~on_touched & (free.lattice.q > 0)].all()
+    # Each frame's lattice still stands for all of its counted pixels but the touched ones.
+    torch.testing.assert_close(left.lattice.q.sum(1), free.lattice.q.sum(1) - touched.view(9, -1).float().mean(1)
+                               * (free.lattice.q.sum(1) > 0))
 
 
 def test_a_linear_map_and_its_adjoint_are_the_matrix_and_its_transpose():

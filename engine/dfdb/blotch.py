@@ -213,6 +213,15 @@ def footprints(support: torch.Tensor, motion: Motion, pairs: torch.Tensor, nb: t
     return out
 
 
+def touched(support: torch.Tensor, footprints: list[torch.Tensor]) -> torch.Tensor:
+    """(T, 1, H, W) bool: the pixels whose residual the blotch layer enters, its ``support``
+    (T, 1, H, W) bool and its :func:`footprints`."""
+    out = support.clone()
+    for pixels in footprints:
+        out.view(-1)[pixels] = True
+    return out
+
+
 def warp_map(support: torch.Tensor, motion: Motion, valid: torch.Tensor, beta: torch.Tensor, nb: torch.Tensor,
              footprints: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sparse operator S ↦ Σ_k w_{t,k} 𝒲_{t,k}(S_{t+k}) for S on ``support``.

@@ -47,28 +47,39 @@ def sort_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
 
 class _Apply(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, matrix: torch.Tensor, adjoint: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.matrices = (matrix, adjoint)
-        return matrix @ x
+    def forward(ctx, x: torch.Tensor, linear: "LinearMap", transposed: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.linear, ctx.transposed = linear, transposed
+        return (linear.adjoint if transposed else linear.matrix) @ x
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        matrix, adjoint = ctx.matrices
-        return _Apply.apply(grad, adjoint, matrix), None, None
+        return _Apply.apply(grad, ctx.linear, not ctx.transposed), None, None
 
 
 class LinearMap:
     """x (m, K) or (m,) ↦ A x for a sparse A (n, m) given by triplets; differentiable in x.
-    Zero values are stored like any other."""
+    Zero values are stored like any other. The adjoint is built when it is first needed: a
+    map applied once, without a gradient, never pays for it."""
 
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple[int, int]) -> None:
         rows, cols = rows.to(torch.int32), cols.to(torch.int32)
         self.matrix = csr(rows, cols, vals, shape)
-        self.adjoint = csr(cols, rows, vals, (shape[1], shape[0]))
+        self._triplets: tuple[torch.Tensor, ...] | None = (rows, cols, vals)
+        self._adjoint: torch.Tensor | None = None
+
+    @property
+    def adjoint(self) -> torch.Tensor:
+        """Aᵀ as a CSR matrix of its own (products with a transposed CSR matrix are slow)."""
+        if self._adjoint is None:
+            assert self._triplets is not None
+            rows, cols, vals = self._triplets
+            self._adjoint = csr(cols, rows, vals, (self.matrix.shape[1], self.matrix.shape[0]))
+            self._triplets = None
+        return self._adjoint
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         squeeze = x.dim() == 1
-        out = _Apply.apply(x.unsqueeze(1) if squeeze else x, self.matrix, self.adjoint)
+        out = _Apply.apply(x.unsqueeze(1) if squeeze else x, self, False)
         return out.squeeze(1) if squeeze else out
 
     def transpose(self, y: torch.Tensor) -> torch.Tensor:

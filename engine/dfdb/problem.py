@@ -1,9 +1,10 @@
-"""Assembling one chunk's :class:`~dfdb.objective.Problem` from full-resolution planes.
+"""Assembling one chunk's two blocks of the objective from full-resolution planes: the
+fields' :class:`~dfdb.objective.Problem` and the blotch layer's :class:`~dfdb.objective.Blotches`.
 
 The objective's data term is a per-frame mean over pixels. It is evaluated on sample points:
-a regular lattice (about ``LATTICE_POINTS`` per frame) plus every pixel where the blotch layer
-enters the residual, at full resolution. Each lattice point carries the weight of the valid
-pixels it stands for, each full-resolution point the weight of one pixel.
+for the fields, a regular lattice (about ``LATTICE_POINTS`` per frame), each point carrying
+the weight of the valid pixels it stands for; for S, every pixel where the blotch layer
+enters the residual, at full resolution, each the weight of one pixel.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import torch
 from . import blotch
 from .flow import Motion, warp_points
 from .linear import LinearMap
-from .objective import Pixels, Points, Problem, Weights, any_paired, coefficients, pair_weights, paired, sides
+from .model import restore
+from .objective import (Blotches, Points, Problem, Weights, affine_residual, any_paired, coefficients, field_table,
+                        pair_weights, per_frame, sides)
 
 #: Lattice points per frame for the smooth part of the data term: some forty per control
 #: point of a 6×6 grid. Halving it from 3 000 made the solve 15 % faster and moved the
@@ -69,44 +72,37 @@ def assemble(
     grid: tuple[int, int],
     lam: Weights,
     smoother: torch.Tensor,
-    support: torch.Tensor | None = None,
+    touched: torch.Tensor | None = None,
     far: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     shared: bool = False,
     previous: Problem | None = None,
 ) -> Problem:
-    """The chunk's problem; S allowed on ``support`` (T, 1, H, W) bool, or nowhere.
+    """The chunk's problem for the fields, with the pixels ``touched`` (T, 1, H, W) bool, whose
+    residuals the blotch layer takes up (:func:`~dfdb.blotch.touched`), left out; None: none.
 
     y: (T, K, H, W); valid: (T, J, 1, H, W) bool, the neighbours' validity, and beta (J,) the
     offsets' weights, which give the temporal weights (:func:`~dfdb.objective.pair_weights`);
     nb: (T, J); motion: the flows (:class:`~dfdb.flow.Motion`). The weights and the warped
-    neighbours (:func:`~dfdb.flow.warp_points`) are evaluated at the sample points only.
+    neighbours (:func:`~dfdb.flow.warp_points`) are evaluated at the lattice's points only.
     ``far``: the long-range term's (nb (T, M), tracked positions (T, M, P, 2) px as (x, y),
     tracked values (T, P, M, K), weights (T, P, M)) at the points of :func:`lattice_points`, or
     None; its fields are read where the tracks are (:func:`slot_basis`). ``shared``: one
     correction for all K planes. ``previous``: a problem of the same chunk (the first pass's),
-    whose lattice terms are taken over: of them only the weights depend on the support.
+    whose lattice terms are taken over: of them only the weights depend on ``touched``.
     """
     t, _, h, w = y.shape
     dev = y.device
     counted = any_paired(valid)  # (T, 1, H, W): pixels with a residual of their own
-    if support is None:
-        support = torch.zeros_like(counted)
-    # S enters its own frame's residual and, through the warps, its neighbours' (those with a
-    # weight, paired); a pixel of a shot's first or last frame may have only the latter (its
-    # own weight is 0).
-    feet = blotch.footprints(support, motion, paired(valid), nb) if bool(support.any()) else []
-    touched = support.clone()
-    for pixels in feet:
-        touched.view(-1)[pixels] = True
-    exact = touched & counted
+    if touched is None:
+        touched = torch.zeros_like(counted)
 
-    # The lattice stands for the valid pixels that are not exact points, in equal shares.
+    # The lattice stands for the valid pixels that S leaves to the fields, in equal shares.
     ly, lx = lattice_points((h, w), dev)
     on = counted[:, 0, ly, lx] & ~touched[:, 0, ly, lx]  # (T, P)
     # Counted in int32: count_nonzero and a plain sum widen the whole (T, H·W) mask first.
     n_counted = counted.view(t, -1).sum(1, dtype=torch.int32).to(y.dtype)
-    n_exact = exact.view(t, -1).sum(1, dtype=torch.int32).to(y.dtype)
-    share = (n_counted - n_exact) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
+    n_taken = (touched & counted).view(t, -1).sum(1, dtype=torch.int32).to(y.dtype)
+    share = (n_counted - n_taken) / (h * w) / on.sum(1).clamp(min=1).to(y.dtype)
     own = torch.arange(t, device=dev).unsqueeze(1)
     slots = torch.cat([own, nb], 1)  # (T, S): the frame each slot reads
     q_lat = on.to(y.dtype) * share.unsqueeze(1)
@@ -135,29 +131,70 @@ def assemble(
                                    far_pos[..., 0], t, (h, w), grid)
         far_lattice = Points(q=counted.to(y.dtype) / ly.numel(), coef=coef, constant=constant, frame=own,
                              basis=far_basis, sides=sides(y_lat, far_y, far_w))
+    return Problem(frames=t, size=(h, w), grid=grid, lattice=lat, far=far_lattice, smoother=smoother,
+                   weights=lam, shared=shared)
 
+
+def assemble_blotches(
+    y: torch.Tensor,
+    valid: torch.Tensor,
+    beta: torch.Tensor,
+    nb: torch.Tensor,
+    motion: Motion,
+    support: torch.Tensor,
+    feet: list[torch.Tensor],
+    g: torch.Tensor,
+    h: torch.Tensor,
+    lam_s: float | torch.Tensor,
+    delta: float | torch.Tensor,
+) -> Blotches:
+    """E as a function of S on ``support`` (T, 1, H, W) bool with the fields g, h (T, F, Gy,
+    Gx) fixed: the data term at every pixel S enters, its support and its ``feet``
+    (:func:`~dfdb.blotch.footprints`), at full resolution.
+
+    y, valid, beta, nb, motion as in :func:`assemble`; ``lam_s`` and ``delta``: λ_S and the
+    Huber threshold, one value or one per frame (T,). The residuals' part that does not
+    depend on S (:attr:`~dfdb.objective.Blotches.affine`) is evaluated once, here.
+    """
+    t, _, rows, cols = y.shape
+    dev = y.device
+    pixels = rows * cols
+    touched = blotch.touched(support, feet)
     idx = touched.view(-1).nonzero().squeeze(1)  # the points, ascending; point i is pixel idx[i]
-    frame, py, px = idx // (h * w), (idx // w) % h, idx % w
+    frame, py, px = idx // pixels, (idx // cols) % rows, idx % cols
     y_pix = y[frame, :, py, px]  # (n, K)
     y_pix_nb = warp_points(y, motion, nb, frame, py, px)
     w_pix = pair_weights(valid[frame, :, 0, py, px], beta)
     coef, constant = coefficients(y_pix, y_pix_nb, w_pix)
-    s_index, rows, cols, vals = blotch.warp_map(support, motion, valid, beta, nb, feet)
+    own = torch.arange(t, device=dev).unsqueeze(1)
+    points = Points(q=any_paired(valid).view(-1)[idx].to(y.dtype) / pixels, coef=coef, constant=constant, frame=frame,
+                    basis=point_basis(frame, py, px, t, (rows, cols), g.shape[-2:]), slots=torch.cat([own, nb], 1),
+                    sides=sides(y_pix, y_pix_nb, w_pix))
+    s_index, to, at, vals = blotch.warp_map(support, motion, valid, beta, nb, feet)
     s_point = torch.searchsorted(idx, s_index)
     n, n_s = idx.numel(), s_index.numel()
-    pixels = Pixels(
-        q=exact.view(-1)[idx].to(y.dtype) / (h * w), coef=coef, constant=constant, frame=frame, y=y_pix,
-        sides=sides(y_pix, y_pix_nb, w_pix),
-        basis=point_basis(frame, py, px, t, (h, w), grid), slots=slots,
-        blotch_map=LinearMap(torch.cat([s_point, torch.searchsorted(idx, rows)]),
-                             torch.cat([torch.arange(n_s, device=dev), cols]),
-                             torch.cat([vals.new_ones(n_s), -vals]), (n, n_s)),
-        at_blotches=point_basis(frame[s_point], py[s_point], px[s_point], t, (h, w), grid),
+    blotch_map = LinearMap(torch.cat([s_point, torch.searchsorted(idx, to)]), torch.cat([torch.arange(n_s, device=dev), at]),
+                           torch.cat([vals.new_ones(n_s), -vals]), (n, n_s))
+    s_frame = frame[s_point]
+    corrected = restore(y_pix[s_point], *fields_at(g, h, s_frame, px[s_point], py[s_point], (rows, cols))).mean(1)
+    return Blotches(
+        q=points.q, sides=points.sides, affine=affine_residual(g, h, points), blotch_map=blotch_map,
+        delta=per_frame(delta, frame.unsqueeze(1)), lam=per_frame(lam_s, s_frame) / pixels,
+        s_index=s_index, low=corrected - 1.0, high=corrected,
+        scale=(1.0 + w_pix[s_point].pow(2).sum(1)) / pixels,
     )
-    return Problem(
-        frames=t, size=(h, w), grid=grid, lattice=lat, far=far_lattice, pixels=pixels,
-        s_index=s_index, s_point=s_point, smoother=smoother, weights=lam, shared=shared,
-    )
+
+
+def fields_at(g: torch.Tensor, h: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+              size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fields g, h (T, F, Gy, Gx) of frames t upsampled to H×W (``size``) as
+    :func:`~dfdb.model.upsample` does, read at the points (x, y) px (each (n,), fractional):
+    (n, F) each, without the dense fields."""
+    f, nodes = g.shape[1], g.shape[2] * g.shape[3]
+    corner, phi = basis_at(y, x, size, g.shape[-2:])
+    table = field_table(g, h)  # (T·N, 2F)
+    values = (table[t.unsqueeze(1) * nodes + corner] * phi.unsqueeze(-1)).sum(1)
+    return values[:, :f], values[:, f:]
 
 
 def point_basis(frame: torch.Tensor, yy: torch.Tensor, xx: torch.Tensor, frames: int, size: tuple[int, int],

@@ -33,10 +33,10 @@ from .errors import Cancelled, InputError
 from .flow import Flow, FlowEstimator, Motion, frame_blocks, impulses, luma, sample_points, track, warp, within
 from .frames import RestoredFrame
 from .model import clipped, restore, upsample
-from .objective import Problem, Weights, any_paired, field_table, pair_weights, residual, unbiased
-from .problem import assemble, basis_at, lattice_points
+from .objective import Problem, Weights, any_paired, blotch_energy, energy, pair_weights, paired, residual, unbiased
+from .problem import assemble, assemble_blotches, fields_at, lattice_points
 from .params import Params
-from .solver import Schedule, Variables, autotune, fista
+from .solver import Fields, Schedule, autotune, fit_blotches, fit_fields
 
 #: Weight of the neighbours at distance |k| = 1, 2, ... for each radius r (normalised later).
 NEIGHBOUR_WEIGHTS = {1: (1.0,), 2: (0.7, 0.3), 3: (0.5, 0.3, 0.2), 4: (0.4, 0.3, 0.2, 0.1)}
@@ -62,11 +62,25 @@ GROWTH_STEPS = 2
 GROWTH_MARGIN = 0.12
 #: Huber threshold of the first, S-free pass (intensity units).
 FIRST_PASS_DELTA = 0.04
-#: The first pass runs this many times the preset's iterations. Its problem is the lattice
-#: only (no blotch pixels), so an iteration costs a fraction of the second pass's, while the
-#: flicker converges slowly: twice the iterations gained 0.2–0.5 dB on six of the benchmark's
-#: seven cases (flicker ratio 0.01–0.04 lower) for under a tenth more time.
+#: The first pass's solve of the fields runs this many times the preset's iterations, the
+#: second pass's as many, the blotch layer's half of them. The fields' problem is the lattice
+#: only, so an iteration costs little, while the flicker converges slowly: twice the first
+#: pass's gained 0.2–0.5 dB on six of the benchmark's seven cases. Twice the second pass's
+#: gained 0.10 dB more on average, but moved a shot's last frame, whose correction only its
+#: neighbours' residuals tie down, by 0.76 levels RMS between a 27-frame window and the whole
+#: clip (0.31 with these). S's support is settled in three iterations (3, 6 and 12 gave the
+#: same to 0.01 dB).
 FIRST_PASS_ITERATIONS = 2
+BLOTCH_ITERATIONS = 0.5
+#: The blotch layer lives on a chunk's core and this many times r frames on each side. The
+#: core's residuals and repairs read r of them; the rest are there because the fields' fit
+#: leaves S's pixels to S: a frame without a blotch layer is fitted with its blotches in the
+#: data (the robust loss bounds their pull, but not to nothing), and the long-range term
+#: (±6r) and the gauge carry that to the core's corrections, differently from a chunk where
+#: the frame has one. Measured, chunk 8 against 32 on three 40-frame old-film clips
+#: (objects, pan, static): 0.69 / 0.61 / 1.03 levels RMS with 1, 0.25 / 0.41 / 0.50 with 3,
+#: 0.14 / 0.10 / 0.22 with 7, 0.12 / 0.06 / 0.15 on the whole chunk.
+BLOTCH_REACH = 7
 #: The first pass's λ_R, as a multiple of the objective's, where a second pass follows (blotches
 #: on). It has no blotch layer, and a light grid bends its correction towards a blotch's
 #: outlying values around it: pixels there then differ from their neighbours and become blotch
@@ -370,7 +384,7 @@ class Restorer:
         self.device = resolve_device(params.device)
         self._flow = FlowEstimator(params.flow_preset, params.flow_scale)
         self._flows: dict[tuple[Hashable, Hashable], Flow] = {}  # (key a, key b) → flow a→b
-        self._schedule: Schedule | None = None
+        self._schedules: dict[str, Schedule] = {}  # tuned once per clip (autotune), by block
 
     @property
     def margin(self) -> int:
@@ -529,9 +543,11 @@ class Restorer:
             return [f.luma for f in ctx]
         return [cv2.resize(f.luma, size[::-1], interpolation=cv2.INTER_AREA) for f in ctx]
 
-    def _around(self, core: range, t: int) -> range:
-        """The frames ``core`` with the r on each side that their repairs read, within 0…t−1."""
-        return range(max(core.start - self.params.radius, 0), min(core.stop + self.params.radius, t))
+    def _around(self, core: range, t: int, reach: int = 1) -> range:
+        """The frames ``core`` with reach·r on each side, within 0…t−1: by default those that
+        the core's repairs read."""
+        side = reach * self.params.radius
+        return range(max(core.start - side, 0), min(core.stop + side, t))
 
     def _solve(self, ctx: list[_Frame], core: range, lumas: list[np.ndarray] | None = None) -> list[RestoredFrame]:
         """Restore the frames ``core`` of the context ``ctx`` (one shot); ``lumas``: the second
@@ -545,7 +561,7 @@ class Restorer:
         # The motion-free impulse test runs beside the flows: both are OpenCV and numpy work
         # on the lumas that leaves the interpreter, and the flows alone keep one core busy.
         with ThreadPoolExecutor(torch.get_num_threads() + 1) as pool:  # a thread per core, and the test's
-            impulse_test = pool.submit(unexplained, self._lumas(ctx, size), self._around(core, len(ctx)),
+            impulse_test = pool.submit(unexplained, self._lumas(ctx, size), self._around(core, len(ctx), BLOTCH_REACH),
                                        p.work_scale, p.radius) if p.blotches else None
             motion, valid, nb = self._neighbours(ctx, size, pool, lumas)
             g, hf, repaired = self._fit(self._colour(ctx, size), motion, valid, nb, core, impulse_test)
@@ -573,10 +589,10 @@ class Restorer:
         y: the colour planes (T, K, H, W) (:meth:`_colour`; one correction for all of them,
         F = 1, or one each, F = K, with ``per_channel``), at the fit's size (:func:`work_size`);
         motion, valid, nb from :meth:`_neighbours`; core: the frames restored;
-        impulse_test: :func:`unexplained` of the input lumas at that size on :meth:`_around`
-        the core, being computed (None without blotches). The blotch layer lives on the
-        core and the r frames on each side, whose blotches enter the core's residuals and
-        repairs; the rest of the context serves the corrections only.
+        impulse_test: :func:`unexplained` of the input lumas at that size on the frames of the
+        blotch layer, being computed (None without blotches). The blotch layer lives on the
+        core and :data:`BLOTCH_REACH`·r frames on each side; the rest of the context serves the
+        corrections only.
         """
         p = self.params
         dev = y.device
@@ -588,19 +604,20 @@ class Restorer:
         # Without motion compensation its tracks stand still: a tripod shot needs it as much.
         far = long_range(y, motion, *long_reach(p.radius)) if p.flicker and p.lambda_l > 0 else None
         stiffness = FIRST_PASS_STIFFNESS if p.blotches else 1.0  # without blotches it is the only pass
-        lam = Weights(lambda_s=1.0, lambda_r=stiffness * p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
+        lam = Weights(lambda_r=stiffness * p.lambda_r, lambda_p=p.lambda_p, lambda_0=LAMBDA_0,
                       delta=FIRST_PASS_DELTA, lambda_l=p.lambda_l)
         with torch.no_grad():
             problem = self._problem(y, valid, nb, motion, lam, far=far)
-            first = fista(problem, Schedule.default(FIRST_PASS_ITERATIONS * p.iterations).to(dev))
-            if not p.flicker:
-                first = Variables.identity(problem)
-            sigma = noise_levels(residual(first.g, first.h, first.s, problem)[0], problem.lattice.q)
+            if p.flicker:
+                first = fit_fields(problem, Schedule.default(FIRST_PASS_ITERATIONS * p.iterations).to(dev))
+            else:
+                first = Fields.identity(problem)
+            sigma = noise_levels(residual(first.g, first.h, problem), problem.lattice.q)
         lam_s = (BLOTCH_SIGMAS * sigma).clamp(min=BLOTCH_FLOOR) / p.sensitivity  # (T,) per frame
         if not p.blotches:
             return (*unbiased(first.g, first.h, problem.smoother), none)
         with torch.no_grad():
-            near = self._around(core, t)
+            near = self._around(core, t, BLOTCH_REACH)
             impulsive, spotted = impulse_test.result()
             # The test reads the corrected planes' mean: with one correction for all planes, the
             # correction of their mean, warped once instead of once per plane.
@@ -609,15 +626,31 @@ class Restorer:
                                         slice(near.start, near.stop), torch.from_numpy(spotted).to(dev),
                                         torch.from_numpy(impulsive).to(dev))
             del flat
-            lam = Weights(lam_s, p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
-            problem = self._problem(y, valid, nb, motion, lam, support, far, previous=problem)
-        schedule = self._schedule_for(problem)
+            feet = blotch.footprints(support, motion, paired(valid), nb) if bool(support.any()) else []
+            fields = first
+            if p.flicker:
+                # The second pass: each frame's δ from its noise, the full λ_R, and S's pixels
+                # left to S.
+                lam = Weights(p.lambda_r, p.lambda_p, LAMBDA_0, delta=2.0 * lam_s, lambda_l=p.lambda_l)
+                problem = self._problem(y, valid, nb, motion, lam, support, blotch.touched(support, feet), far,
+                                        previous=problem)
+        if p.flicker:
+            def fields_energy(schedule: Schedule, graph: bool) -> torch.Tensor:
+                v = fit_fields(problem, schedule, first, graph)
+                return energy(v.g, v.h, problem)
+
+            schedule = self._schedule_for("fields", fields_energy)
+            with torch.no_grad():
+                fields = fit_fields(problem, schedule, first)
         with torch.no_grad():
-            start = Variables(first.g, first.h, y.new_zeros(problem.s_index.numel()))
-            v = fista(problem, schedule, start)
-            if not p.flicker:
-                v = Variables(first.g, first.h, v.s)
-            s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_((problem.s_index,), v.s).view(t, 1, h, w)
+            layer = assemble_blotches(y, valid, neighbour_beta(p.radius, dev), nb, motion, support, feet,
+                                      fields.g, fields.h, lam_s, 2.0 * lam_s)
+            del feet
+        schedule = self._schedule_for("blotches", lambda s, graph: blotch_energy(fit_blotches(layer, s, graph), layer))
+        with torch.no_grad():
+            s_plane = torch.zeros(t * h * w, device=dev, dtype=y.dtype).index_put_(
+                (layer.s_index,), fit_blotches(layer, schedule)).view(t, 1, h, w)
+            del layer
         # The solver sees S only through residuals; a candidate with no residual of its own (no
         # symmetric pair of valid neighbours) but a present neighbour on each side that the
         # shot has (a shot's ends have one side only) is decided by the candidate test alone.
@@ -628,30 +661,35 @@ class Restorer:
         half = nb.shape[1] // 2
         for side in (slice(None, half), slice(half, None)):
             lone.view(-1)[pts] &= present[side].any(0) | ~exists[side].any(0)
-        gain, offset = unbiased(v.g, v.h, problem.smoother)
+        gain, offset = unbiased(fields.g, fields.h, problem.smoother)
         return gain, offset, blotch.dilate(blotch.solid((s_plane != 0) | lone), RIM_PIXELS)
 
     def _problem(self, y: torch.Tensor, valid: torch.Tensor, nb: torch.Tensor, motion: Motion,
-                 lam: Weights, support: torch.Tensor | None = None,
+                 lam: Weights, support: torch.Tensor | None = None, touched: torch.Tensor | None = None,
                  far: Tracks | None = None, previous: Problem | None = None) -> Problem:
-        """:func:`assemble` the chunk's problem (shapes as in :meth:`_fit`), with the temporal
-        weights derived from ``valid`` on the spot: they are not held between the two passes;
-        the long-range term's pairs leave out the tracks that land on the blotch ``support``;
-        the second pass takes the lattice terms over from the first's problem (``previous``)."""
+        """:func:`assemble` the chunk's problem for the fields (shapes as in :meth:`_fit`), with
+        the temporal weights derived from ``valid`` on the spot: they are not held between the
+        two passes; the long-range term's pairs leave out the tracks that land on the blotch
+        ``support``, the data term the pixels S ``touched``; the second pass takes the lattice
+        terms over from the first's problem (``previous``)."""
         p = self.params
         t = y.shape[0]
         return assemble(y, valid, neighbour_beta(p.radius, y.device), nb, motion, p.grid, lam,
-                        gaussian_average(t, GAUGE_SIGMA, y.device), support,
+                        gaussian_average(t, GAUGE_SIGMA, y.device), touched,
                         far.term(support) if far is not None else None, shared=not p.per_channel,
                         previous=previous)
 
-    def _schedule_for(self, problem: Problem) -> Schedule:
-        """The shipped schedule, or one tuned once per clip on its first chunk (``autotune``)."""
+    def _schedule_for(self, block: str, energy_after: Callable[[Schedule, bool], torch.Tensor]) -> Schedule:
+        """The shipped schedule of the second pass's solve of a block (``"fields"``,
+        ``"blotches"``), or one tuned once per clip on its first chunk (``autotune``) by
+        minimising the block's energy after its iterations, ``energy_after(schedule, create_graph)``."""
+        share = 1.0 if block == "fields" else BLOTCH_ITERATIONS
+        iterations = max(1, round(share * self.params.iterations))
         if not self.params.autotune:
-            return Schedule.default(self.params.iterations).to(self.device)
-        if self._schedule is None:
-            self._schedule = autotune(problem, self.params.iterations)
-        return self._schedule
+            return Schedule.default(iterations).to(self.device)
+        if block not in self._schedules:
+            self._schedules[block] = autotune(energy_after, iterations, self.device)
+        return self._schedules[block]
 
     def _finish(self, ctx, core, g, h, repaired, motion, valid, nb, lumas) -> list[RestoredFrame]:
         """Apply the corrections, debias the blotch support, and package the core frames.
@@ -813,18 +851,6 @@ class Restorer:
             num += ok * restore(sample, *fields_at(gain, offset, nt, px, py, colour.shape[-2:]))
             den += ok
         return num / den.clamp(min=1e-12), den
-
-
-def fields_at(g: torch.Tensor, h: torch.Tensor, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-              size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fields g, h (T, F, Gy, Gx) of frames t upsampled to H×W (``size``) as
-    :func:`upsample` does, read at the points (x, y) px (each (n,), fractional): (n, F) each,
-    without the dense fields."""
-    f, nodes = g.shape[1], g.shape[2] * g.shape[3]
-    corner, phi = basis_at(y, x, size, g.shape[-2:])
-    table = field_table(g, h)  # (T·N, 2F)
-    values = (table[t.unsqueeze(1) * nodes + corner] * phi.unsqueeze(-1)).sum(1)
-    return values[:, :f], values[:, f:]
 
 
 def _stats(f: _Frame, mask: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> dict[str, Any]:
